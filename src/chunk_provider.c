@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: MIT */
+/* Chunk provider: page runs from the static heap and mmap'd segments. */
+#include "internal.h"
+
+/*
+ * A region is a page-aligned range managed by a bitmap (1 = page in use)
+ * and a page map (the span owning each page).  There is the static heap,
+ * and after AO_malloc_enable_mmap() any number of SEGMENT_SIZE-aligned
+ * segments whose first pages hold their own region header.  Regions are
+ * never unmapped, so metadata and pages can always be read, even through a
+ * stale pointer: that is what makes the lock-free layers above safe.
+ *
+ * Page runs are claimed with one CAS on one bitmap word, so a run never
+ * crosses a word (MAX_RUN_PAGES).  Claiming and releasing are lock-free: a
+ * CAS fails only because another thread changed the same word.
+ */
+struct region {
+  unsigned kind;                 /* enum region_kind; must be first */
+  unsigned npages;               /* pages covered, metadata included */
+  char *base;                    /* address of page 0 */
+  struct region *next;           /* segment list: insert-only */
+  volatile AO_t *bitmap;         /* npages bits; 1 = in use */
+  struct span *volatile *owner;  /* page map: owning span per page */
+  struct span *desc;             /* one descriptor slot per page */
+};
+
+#define WORDS(pages) (((pages) + BITMAP_BITS - 1) / BITMAP_BITS)
+#define STATIC_WORDS WORDS(STATIC_PAGES)
+/* Bits past the end of the static heap start (and stay) in use. */
+#define STATIC_TAIL_BITS (STATIC_PAGES % BITMAP_BITS)
+#define STATIC_TAIL_MASK \
+  (STATIC_TAIL_BITS == 0 ? (AO_t)0 : ~(((AO_t)1 << STATIC_TAIL_BITS) - 1))
+
+static volatile AO_t static_bitmap[STATIC_WORDS] = {
+  [STATIC_WORDS - 1] = STATIC_TAIL_MASK
+};
+static struct span *volatile static_owner[STATIC_PAGES];
+static struct span static_desc[STATIC_PAGES];
+
+/* Everything is a constant initializer: no lazy setup, so the very first
+ * AO_malloc may be interrupted anywhere by a handler that allocates. */
+static struct region static_region = {
+  REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, NULL,
+  static_bitmap, static_owner, static_desc
+};
+
+/* Insert-only list of segments, newest first (a struct region *). */
+static volatile AO_t segments;
+
+/* Layout of a segment: header, bitmap, page map, descriptors, then pages. */
+struct segment_layout {
+  struct region header;
+  volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
+  struct span *volatile owner[SEGMENT_PAGES];
+  struct span desc[SEGMENT_PAGES];
+};
+#define SEGMENT_META_PAGES \
+  ((sizeof(struct segment_layout) + PAGE_SIZE - 1) / PAGE_SIZE)
+
+static struct region *region_of(const void *p)
+{
+  uintptr_t a = (uintptr_t)p;
+
+  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
+    return &static_region;
+  return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
+}
+
+static AO_t run_mask(unsigned npages)
+{
+  return npages >= BITMAP_BITS ? ~(AO_t)0 : ((AO_t)1 << npages) - 1;
+}
+
+/* Lowest bit position of npages consecutive zero bits in v, or -1. */
+static int find_free_run(AO_t v, unsigned npages)
+{
+  AO_t mask = run_mask(npages);
+  unsigned pos = 0;
+
+  while (pos + npages <= BITMAP_BITS) {
+    AO_t busy = v & (mask << pos);
+
+    if (busy == 0)
+      return (int)pos;
+    /* Skip past the highest busy page inside the window. */
+    pos = (unsigned)(8 * sizeof(unsigned long) - __builtin_clzl(busy));
+  }
+  return -1;
+}
+
+static int region_claim(struct region *r, unsigned npages,
+                        struct page_run *out)
+{
+  unsigned w, words = WORDS(r->npages);
+
+  for (w = 0; w < words; w++) {
+    for (;;) {
+      AO_t v = AO_load(&r->bitmap[w]);
+      int pos = find_free_run(v, npages);
+
+      if (pos < 0)
+        break;
+      if (AO_compare_and_swap_full(&r->bitmap[w], v,
+                                   v | (run_mask(npages) << pos))) {
+        out->first = w * (unsigned)BITMAP_BITS + (unsigned)pos;
+        out->npages = npages;
+        out->page_base = r->base + ((size_t)out->first << PAGE_SHIFT);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Map and publish one more segment.  Racing threads may each add one;
+ * that costs address space, never correctness. */
+static AO_GPL_NOINLINE int segment_add(void)
+{
+  struct segment_layout *s = os_map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+  struct region *head;
+  unsigned meta = (unsigned)SEGMENT_META_PAGES, i;
+
+  if (s == NULL)
+    return 0;
+  s->header.kind = REGION_SEGMENT;
+  s->header.npages = (unsigned)SEGMENT_PAGES;
+  s->header.base = (char *)s;
+  s->header.bitmap = s->bitmap;
+  s->header.owner = s->owner;
+  s->header.desc = s->desc;
+  for (i = 0; i < meta; i++)     /* the metadata pages are never handed out */
+    s->bitmap[i / BITMAP_BITS] |= (AO_t)1 << (i % BITMAP_BITS);
+  do {
+    head = (struct region *)AO_load(&segments);
+    s->header.next = head;
+  } while (!AO_compare_and_swap_full(&segments, (AO_t)head,
+                                     (AO_t)&s->header));
+  return 1;
+}
+
+int chunk_alloc_pages(unsigned npages, struct page_run *out)
+{
+  AO_GPL_ASSERT(npages >= 1 && npages <= MAX_RUN_PAGES);
+  for (;;) {
+    struct region *r;
+
+    if (region_claim(&static_region, npages, out))
+      return 1;
+    for (r = (struct region *)AO_load_acquire(&segments); r != NULL;
+         r = r->next)
+      if (region_claim(r, npages, out))
+        return 1;
+    /* Every region is full: grow, or report exhaustion.  Retrying after a
+     * successful segment_add is lock-free: if others took the new pages,
+     * they made progress. */
+    if (!segment_add())
+      return 0;
+  }
+}
+
+void chunk_free_pages(const struct page_run *run)
+{
+  struct region *r = region_of(run->page_base);
+  volatile AO_t *word = &r->bitmap[run->first / BITMAP_BITS];
+  AO_t bits = run_mask(run->npages) << (run->first % BITMAP_BITS);
+  AO_t v;
+
+  do {
+    v = AO_load(word);
+    AO_GPL_ASSERT((v & bits) == bits);
+  } while (!AO_compare_and_swap_full(word, v, v & ~bits));
+}
+
+struct span *chunk_descriptor(const struct page_run *run)
+{
+  return &region_of(run->page_base)->desc[run->first];
+}
+
+void chunk_set_owner(const struct page_run *run, struct span *d)
+{
+  struct region *r = region_of(run->page_base);
+  unsigned i;
+
+  for (i = 0; i < run->npages; i++)
+    r->owner[run->first + i] = d;
+}
+
+struct span *chunk_owner(const void *p, struct large_header **large)
+{
+  struct region *r = region_of(p);
+
+  if (r->kind == REGION_LARGE) {
+    *large = (struct large_header *)r;
+    return NULL;
+  }
+  return r->owner[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
+}

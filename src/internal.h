@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/* Cross-file declarations of the allocator layers, grouped by owning file. */
+#ifndef AO_GPL_INTERNAL_H
+#define AO_GPL_INTERNAL_H
+
+#ifdef HAVE_CONFIG_H
+# include "config.h"
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "atomic_ops_stack.h"
+
+#ifndef AO_GPL_STATIC_HEAP_SIZE
+# define AO_GPL_STATIC_HEAP_SIZE (2u << 20)
+#endif
+#ifndef AO_GPL_LOCK_FREE
+# define AO_GPL_LOCK_FREE 1
+#endif
+
+#if !defined(AO_HAVE_compare_double_and_swap_double_full)
+# error "the allocator needs a double-width CAS (x86_64 with -mcx16, aarch64, i386...)"
+#endif
+
+#define AO_GPL_INLINE static inline __attribute__((__always_inline__))
+#define AO_GPL_NOINLINE __attribute__((__noinline__))
+#define AO_GPL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define AO_GPL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+#ifdef AO_GPL_DEBUG
+# include <assert.h>
+# define AO_GPL_ASSERT(x) assert(x)
+#else
+# define AO_GPL_ASSERT(x) ((void)0)
+#endif
+
+/* Geometry.  A page is the unit of the chunk provider, not the OS page. */
+#define PAGE_SHIFT 12
+#define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)
+#define SEGMENT_SHIFT 22                 /* mmap'd segments: 4 MiB, aligned */
+#define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
+#define SEGMENT_PAGES (SEGMENT_SIZE / PAGE_SIZE)
+#define BITMAP_BITS (8 * sizeof(AO_t))   /* pages claimable by one CAS */
+#define MAX_RUN_PAGES BITMAP_BITS        /* so a page run fits one word */
+#define STATIC_PAGES (AO_GPL_STATIC_HEAP_SIZE / PAGE_SIZE)
+#define ALIGNMENT 16
+
+/* ---- os_memory.c: the only file that makes system calls. ---- */
+extern char ao_gpl_static_heap[];      /* AO_GPL_STATIC_HEAP_SIZE bytes */
+void os_enable_mmap(void);
+int os_mmap_enabled(void);
+/* A fresh zeroed mapping of size bytes aligned to align (a power of two,
+ * >= the OS page size), or NULL; always NULL before os_enable_mmap(). */
+void *os_map_aligned(size_t size, size_t align);
+void os_unmap(void *p, size_t size);
+
+/* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
+struct span;
+
+/* Kinds of memory a pointer can belong to, stored first in every header
+ * found by masking an address (segment or direct large mapping). */
+enum region_kind { REGION_STATIC = 1, REGION_SEGMENT = 2, REGION_LARGE = 3 };
+
+/* Header at the start of a directly mapped large object. */
+struct large_header {
+  unsigned kind;                 /* REGION_LARGE */
+  size_t map_size;               /* bytes mapped, header included */
+};
+#define LARGE_HEADER_SIZE 64     /* keeps the user pointer 16-aligned */
+
+/* A claimed run of pages; the region is found again from page_base. */
+struct page_run {
+  char *page_base;               /* first byte of the run */
+  unsigned first;                /* page index in its region */
+  unsigned npages;
+};
+
+/* Claim npages contiguous pages (1..MAX_RUN_PAGES) from the static heap,
+ * then from segments (mmap'd once enabled).  0 when none are free. */
+int chunk_alloc_pages(unsigned npages, struct page_run *out);
+void chunk_free_pages(const struct page_run *run);
+/* The descriptor slot of the run's first page: one per page, never freed,
+ * so it is reused only by a span that starts at the same page. */
+struct span *chunk_descriptor(const struct page_run *run);
+/* Record d as the owner of every page of run (the page map). */
+void chunk_set_owner(const struct page_run *run, struct span *d);
+/* The owner of the page holding p; NULL with *large set when p lies in a
+ * direct large mapping, whose header is returned through *large. */
+struct span *chunk_owner(const void *p, struct large_header **large);
+
+/* ---- span.c: span descriptors, anchors and carving. ---- */
+enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
+
+/*
+ * A span descriptor.  Descriptors are never freed (one slot per page, in
+ * static memory or in segment headers, which are never unmapped), so a
+ * stale pointer to one is always safe to read: every decision is validated
+ * by a CAS on the anchor, whose tag grows on every change, across reuses.
+ *
+ * The anchor is a double word updated only by CAS:
+ *   val1: bits 0-15 avail (first free block index, ANCHOR_NONE if none),
+ *         bits 16-29 count (free blocks), bits 30-31 the flags below;
+ *   val2: tag, incremented by every successful CAS.
+ * Invariants:
+ *   - count == number of blocks on the avail chain;
+ *   - LISTED is set iff exactly one party holds the span's list token: the
+ *     span is on its class list, or was popped by an allocator that will
+ *     either push it back or clear LISTED.  Only the holder pushes it;
+ *   - a span with count == 0 is never LISTED except transiently by a popper;
+ *   - RETIRED is set only by the token holder when every block is free; the
+ *     pages are then released and the descriptor recycled.
+ */
+struct span {
+  AO_t link;                     /* AO_stack link field; must be first */
+  unsigned char kind;            /* enum span_kind */
+  unsigned char size_class;      /* SPAN_SMALL only */
+  unsigned short capacity;       /* blocks in the span */
+  unsigned block_size;           /* bytes per block (SPAN_SMALL) */
+  uint32_t inv_size;             /* ceil(2^32 / block_size): index by mul */
+  struct page_run run;           /* pages owned; blocks start at page_base */
+  AO_double_t anchor __attribute__((__aligned__(2 * sizeof(AO_t))));
+} __attribute__((__aligned__(64)));
+
+#define ANCHOR_NONE 0xffffu
+#define ANCHOR_LISTED ((AO_t)1 << 30)
+#define ANCHOR_RETIRED ((AO_t)1 << 31)
+
+/* Results of span_take_block. */
+enum take_result { TAKE_OK, TAKE_OK_MORE, TAKE_FULL, TAKE_RETIRED };
+
+struct span *span_new_small(unsigned size_class, void **first_block);
+enum take_result span_take_block(struct span *d, void **block);
+/* Returns 1 when the caller now holds the list token and must list d. */
+int span_put_block(struct span *d, void *block);
+/* Token holder only: retire d if every block is free; 1 if retired. */
+int span_try_retire(struct span *d);
+struct span *span_new_run(size_t size, void **mem);
+void span_free_run(struct span *d);
+struct span *span_of(const void *p, struct large_header **large);
+
+/* ---- central.c: per-class lists of spans with free blocks. ---- */
+void *central_alloc(unsigned size_class);
+void central_free(struct span *d, void *block);
+/* Give every wholly free listed span back to the chunk provider. */
+int central_reclaim(void);
+
+/* ---- large.c: objects above the largest size class. ---- */
+void *large_alloc(size_t size);
+void large_free_run(struct span *d);
+void large_free_mapping(struct large_header *h);
+
+/* ---- stack_almost_lock_free.c: fallback without double-width CAS. ---- */
+void ao_stack_alf_push(AO_stack_t *list, AO_t *element);
+AO_t *ao_stack_alf_pop(AO_stack_t *list);
+
+#endif /* AO_GPL_INTERNAL_H */

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* OS memory: the static heap and mmap/munmap, the only system calls made. */
+#ifndef _DEFAULT_SOURCE
+# define _DEFAULT_SOURCE 1   /* MAP_ANONYMOUS */
+#endif
+#include "internal.h"
+
+#include <sys/mman.h>
+#include <errno.h>
+
+/* The static heap lives in .bss: no page of it is touched, and so none is
+ * resident, until a span is carved from it.  Page alignment lets the chunk
+ * provider treat it like a segment. */
+char ao_gpl_static_heap[AO_GPL_STATIC_HEAP_SIZE]
+    __attribute__((__aligned__(PAGE_SIZE)));
+
+/* Set once by AO_malloc_enable_mmap(); until then no mmap call is made. */
+static volatile AO_t mmap_enabled;
+
+void os_enable_mmap(void)
+{
+  AO_store_release(&mmap_enabled, 1);
+}
+
+int os_mmap_enabled(void)
+{
+  return AO_load_acquire(&mmap_enabled) != 0;
+}
+
+/* Over-map by align bytes, then trim both ends: two extra munmap calls,
+ * paid only when a segment or a large object is created.  errno is kept,
+ * since these calls may run inside a signal handler. */
+void *os_map_aligned(size_t size, size_t align)
+{
+  int saved_errno = errno;
+  char *raw, *start;
+  size_t head, tail;
+
+  if (!os_mmap_enabled() || size > SIZE_MAX - align)
+    return NULL;
+  raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    errno = saved_errno;
+    return NULL;
+  }
+  start = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+  head = (size_t)(start - raw);
+  tail = align - head;
+  if (head != 0)
+    munmap(raw, head);
+  if (tail != 0)
+    munmap(start + size, tail);
+  errno = saved_errno;
+  return start;
+}
+
+void os_unmap(void *p, size_t size)
+{
+  int saved_errno = errno;
+
+  munmap(p, size);
+  errno = saved_errno;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/* The size-class table and the inline size -> class mapping. */
+#ifndef AO_GPL_SIZE_CLASS_H
+#define AO_GPL_SIZE_CLASS_H
+
+#include "internal.h"
+
+/*
+ * Classes: 16, 32, 48, 64, then four per power of two (80, 96, 112, 128,
+ * 160, ..., 28672, 32768).  Neighbours above 64 B are at most 25% apart;
+ * below, the 16-byte alignment of every block forces steps of 16 B.  Every
+ * class size is a multiple of 16, so blocks carved from a page-aligned span
+ * stay 16-byte aligned without any per-object header.
+ */
+#define NUM_SIZE_CLASSES 40
+#define SMALL_MAX ((size_t)32768)
+
+AO_GPL_INLINE unsigned size_to_class(size_t sz)
+{
+  unsigned k;
+
+  if (sz <= 64)
+    return sz == 0 ? 0 : (unsigned)((sz - 1) >> 4);
+  /* 2^k < sz <= 2^(k+1): the class is the quarter of that octave. */
+  k = (unsigned)(8 * sizeof(unsigned long) - 1)
+      - (unsigned)__builtin_clzl((unsigned long)(sz - 1));
+  return (k - 6) * 4 + (unsigned)((sz - 1) >> (k - 2));
+}
+
+static inline size_t class_size(unsigned c)
+{
+  if (c < 4)
+    return (size_t)(c + 1) * 16;
+  c -= 4;
+  return (size_t)(5 + c % 4) << (6 + c / 4 - 2);
+}
+
+/* Pages per span: room for at least 8 blocks, at least 16 KiB (so tiny
+ * classes are not carved too often), at most 128 KiB (so a span of a big
+ * class does not hog a 2 MiB static heap). */
+static inline unsigned class_span_pages(unsigned c)
+{
+  size_t pages = (class_size(c) * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
+
+  if (pages < 4)
+    pages = 4;
+  if (pages > 32)
+    pages = 32;
+  return (unsigned)pages;
+}
+
+#endif /* AO_GPL_SIZE_CLASS_H */
