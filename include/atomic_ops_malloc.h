@@ -17,9 +17,9 @@
 extern "C" {
 #endif
 
-#ifdef AO_STACK_IS_LOCK_FREE
-# define AO_MALLOC_IS_LOCK_FREE
-#endif
+/* Always: the allocator is built only where a double-width CAS exists, and
+ * uses it even when AO_stack is configured to use its fallback. */
+#define AO_MALLOC_IS_LOCK_FREE
 
 #ifndef AO_ATTR_MALLOC
 # if defined(__GNUC__) || defined(__clang__)

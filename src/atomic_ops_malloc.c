@@ -4,14 +4,16 @@
 #include "size_class.h"
 #include "atomic_ops_malloc.h"
 
+/* Pages at hand first; then wholly free spans of any class may hold what we
+ * need; only then new mappings. */
 static AO_GPL_NOINLINE void *malloc_large(size_t sz)
 {
-  void *p = large_alloc(sz);
+  void *p = large_alloc(sz, 0);
 
-  /* Out of pages: wholly free spans of any class may hold what we need. */
-  if (p == NULL && sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE && central_reclaim())
-    p = large_alloc(sz);
-  return p;
+  if (p == NULL && sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
+      && central_reclaim() > 0)
+    p = large_alloc(sz, 0);
+  return p != NULL ? p : large_alloc(sz, 1);
 }
 
 void *AO_malloc(size_t sz)

@@ -2,10 +2,11 @@
 /* Central size-class lists: lock-free stacks of spans with free blocks. */
 #include "internal.h"
 #include "size_class.h"
+#include "lf_stack.h"
 
 /*
- * Each class has a stack of spans holding at least one free block (the
- * AO_stack of this library: version-counted, ABA-safe).  An allocation pops
+ * Each class has a stack of spans holding at least one free block (lf_stack.h:
+ * version-counted, ABA-safe, lock-free in every build).  An allocation pops
  * a span, which hands it the span's list token (see struct span), takes one
  * block with a CAS on the span's anchor and pushes the span back if blocks
  * remain.  While popped, the span is invisible to other allocators, never
@@ -27,18 +28,21 @@ static struct class_list lists[NUM_SIZE_CLASSES];
 
 static inline void list_push(struct span *d)
 {
-  AO_stack_push(&lists[d->size_class].partial, &d->link);
+  lf_stack_push(&lists[d->size_class].partial, &d->link);
 }
 
-/* No listed span had room: carve a new one, after recovering wholly free
- * spans of every class if the chunk provider is exhausted. */
+/* No listed span had room: carve a new span from pages at hand, else
+ * retire wholly free spans of every class and retry, and only then map a
+ * new segment (when mmap is enabled). */
 static AO_GPL_NOINLINE void *central_grow(unsigned size_class)
 {
   void *block;
-  struct span *d = span_new_small(size_class, &block);
+  struct span *d = span_new_small(size_class, 0, &block);
 
-  if (d == NULL && central_reclaim())
-    d = span_new_small(size_class, &block);
+  if (d == NULL && central_reclaim() > 0)
+    d = span_new_small(size_class, 0, &block);
+  if (d == NULL)
+    d = span_new_small(size_class, 1, &block);
   if (d == NULL)
     return NULL;
   if (d->capacity > 1)
@@ -49,7 +53,7 @@ static AO_GPL_NOINLINE void *central_grow(unsigned size_class)
 void *central_alloc(unsigned size_class)
 {
   for (;;) {
-    struct span *d = (struct span *)AO_stack_pop(&lists[size_class].partial);
+    struct span *d = (struct span *)lf_stack_pop(&lists[size_class].partial);
     void *block;
 
     if (AO_GPL_UNLIKELY(d == NULL))
@@ -61,7 +65,9 @@ void *central_alloc(unsigned size_class)
     case TAKE_OK:
       return block;
     case TAKE_FULL:      /* token dropped: a later free relists it */
-    case TAKE_RETIRED:
+      break;
+    case TAKE_RETIRED:   /* its pages are gone: only the descriptor is left */
+      span_recycle(d);
       break;
     }
   }
@@ -74,34 +80,27 @@ void central_free(struct span *d, void *block)
 }
 
 /*
- * Called when the chunk provider is out of pages.  Pops every listed span of
- * every class, retires those whose blocks are all free (their pages go back
- * to the chunk provider, usable by any class or large object), and pushes
- * the others back.  Concurrent allocators of a class being swept may carve
- * a new span meanwhile or, at the edge of exhaustion, fail once: a bounded,
- * transient effect.  Returns the number of spans retired.
+ * Called when the pages at hand do not suffice.  Walks every class list
+ * without popping anything, so no span is hidden from concurrent
+ * allocators or from a handler that interrupts the walk, and retires the
+ * spans whose blocks are all free (span_try_retire decides by a CAS).  The
+ * walk reads links of descriptors that may be popped and relinked
+ * elsewhere meanwhile: descriptors are never unmapped, so that is safe,
+ * and the step bound ends any detour.  Returns the number of spans retired.
  */
+#define RECLAIM_STEPS 4096
+
 int central_reclaim(void)
 {
   int retired = 0;
-  unsigned c;
+  unsigned c, steps;
 
   for (c = 0; c < NUM_SIZE_CLASSES; c++) {
-    struct span *keep = NULL, *d;
+    struct span *d = (struct span *)lf_stack_top(&lists[c].partial);
 
-    /* We hold the token of each popped span, so its link is ours. */
-    while ((d = (struct span *)AO_stack_pop(&lists[c].partial)) != NULL) {
-      if (span_try_retire(d)) {
-        retired++;
-      } else {
-        d->link = (AO_t)keep;
-        keep = d;
-      }
-    }
-    while (keep != NULL) {
-      d = keep;
-      keep = (struct span *)d->link;
-      list_push(d);
+    for (steps = 0; d != NULL && steps < RECLAIM_STEPS; steps++) {
+      retired += span_try_retire(d);
+      d = (struct span *)AO_load(&d->link);
     }
   }
   return retired;

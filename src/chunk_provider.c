@@ -21,7 +21,6 @@ struct region {
   struct region *next;           /* segment list: insert-only */
   volatile AO_t *bitmap;         /* npages bits; 1 = in use */
   struct span *volatile *owner;  /* page map: owning span per page */
-  struct span *desc;             /* one descriptor slot per page */
 };
 
 #define WORDS(pages) (((pages) + BITMAP_BITS - 1) / BITMAP_BITS)
@@ -35,24 +34,22 @@ static volatile AO_t static_bitmap[STATIC_WORDS] = {
   [STATIC_WORDS - 1] = STATIC_TAIL_MASK
 };
 static struct span *volatile static_owner[STATIC_PAGES];
-static struct span static_desc[STATIC_PAGES];
 
 /* Everything is a constant initializer: no lazy setup, so the very first
  * AO_malloc may be interrupted anywhere by a handler that allocates. */
 static struct region static_region = {
   REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, NULL,
-  static_bitmap, static_owner, static_desc
+  static_bitmap, static_owner
 };
 
 /* Insert-only list of segments, newest first (a struct region *). */
 static volatile AO_t segments;
 
-/* Layout of a segment: header, bitmap, page map, descriptors, then pages. */
+/* Layout of a segment: header, bitmap, page map, then pages. */
 struct segment_layout {
   struct region header;
   volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
   struct span *volatile owner[SEGMENT_PAGES];
-  struct span desc[SEGMENT_PAGES];
 };
 #define SEGMENT_META_PAGES \
   ((sizeof(struct segment_layout) + PAGE_SIZE - 1) / PAGE_SIZE)
@@ -127,7 +124,6 @@ static AO_GPL_NOINLINE int segment_add(void)
   s->header.base = (char *)s;
   s->header.bitmap = s->bitmap;
   s->header.owner = s->owner;
-  s->header.desc = s->desc;
   for (i = 0; i < meta; i++)     /* the metadata pages are never handed out */
     s->bitmap[i / BITMAP_BITS] |= (AO_t)1 << (i % BITMAP_BITS);
   do {
@@ -138,7 +134,7 @@ static AO_GPL_NOINLINE int segment_add(void)
   return 1;
 }
 
-int chunk_alloc_pages(unsigned npages, struct page_run *out)
+int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
 {
   AO_GPL_ASSERT(npages >= 1 && npages <= MAX_RUN_PAGES);
   for (;;) {
@@ -153,7 +149,7 @@ int chunk_alloc_pages(unsigned npages, struct page_run *out)
     /* Every region is full: grow, or report exhaustion.  Retrying after a
      * successful segment_add is lock-free: if others took the new pages,
      * they made progress. */
-    if (!segment_add())
+    if (!grow || !segment_add())
       return 0;
   }
 }
@@ -169,11 +165,6 @@ void chunk_free_pages(const struct page_run *run)
     v = AO_load(word);
     AO_GPL_ASSERT((v & bits) == bits);
   } while (!AO_compare_and_swap_full(word, v, v & ~bits));
-}
-
-struct span *chunk_descriptor(const struct page_run *run)
-{
-  return &region_of(run->page_base)->desc[run->first];
 }
 
 void chunk_set_owner(const struct page_run *run, struct span *d)

@@ -77,12 +77,10 @@ struct page_run {
 };
 
 /* Claim npages contiguous pages (1..MAX_RUN_PAGES) from the static heap,
- * then from segments (mmap'd once enabled).  0 when none are free. */
-int chunk_alloc_pages(unsigned npages, struct page_run *out);
+ * then from segments; with grow != 0 map a new segment when all are full
+ * (only once mmap is enabled).  0 when no pages could be had. */
+int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out);
 void chunk_free_pages(const struct page_run *run);
-/* The descriptor slot of the run's first page: one per page, never freed,
- * so it is reused only by a span that starts at the same page. */
-struct span *chunk_descriptor(const struct page_run *run);
 /* Record d as the owner of every page of run (the page map). */
 void chunk_set_owner(const struct page_run *run, struct span *d);
 /* The owner of the page holding p; NULL with *large set when p lies in a
@@ -93,10 +91,11 @@ struct span *chunk_owner(const void *p, struct large_header **large);
 enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
 
 /*
- * A span descriptor.  Descriptors are never freed (one slot per page, in
- * static memory or in segment headers, which are never unmapped), so a
- * stale pointer to one is always safe to read: every decision is validated
- * by a CAS on the anchor, whose tag grows on every change, across reuses.
+ * A span descriptor.  Descriptors are never freed (they come from static
+ * memory or from pages that stay metadata for good, and are recycled
+ * through a pool), so a stale pointer to one is always safe to read: every
+ * decision is validated by a CAS on the anchor, whose tag grows on every
+ * change, across reuses.
  *
  * The anchor is a double word updated only by CAS:
  *   val1: bits 0-15 avail (first free block index, ANCHOR_NONE if none),
@@ -108,8 +107,11 @@ enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
  *     span is on its class list, or was popped by an allocator that will
  *     either push it back or clear LISTED.  Only the holder pushes it;
  *   - a span with count == 0 is never LISTED except transiently by a popper;
- *   - RETIRED is set only by the token holder when every block is free; the
- *     pages are then released and the descriptor recycled.
+ *     so every span with a free block is LISTED;
+ *   - RETIRED is set by a CAS that sees count == capacity (every block free),
+ *     by anyone; no block can be taken after it, so the pages are released
+ *     at once.  The descriptor stays with the list token: the popper that
+ *     finds it RETIRED recycles it, so a descriptor is never on two lists.
  */
 struct span {
   AO_t link;                     /* AO_stack link field; must be first */
@@ -129,24 +131,30 @@ struct span {
 /* Results of span_take_block. */
 enum take_result { TAKE_OK, TAKE_OK_MORE, TAKE_FULL, TAKE_RETIRED };
 
-struct span *span_new_small(unsigned size_class, void **first_block);
+/* A new span of the class with block 0 taken for the caller.  With grow
+ * == 0 only memory at hand is used (no new segment is mapped). */
+struct span *span_new_small(unsigned size_class, int grow, void **first_block);
 enum take_result span_take_block(struct span *d, void **block);
 /* Returns 1 when the caller now holds the list token and must list d. */
 int span_put_block(struct span *d, void *block);
-/* Token holder only: retire d if every block is free; 1 if retired. */
+/* Retire d, wherever it is, if every block is free; 1 if it did. */
 int span_try_retire(struct span *d);
-struct span *span_new_run(size_t size, void **mem);
+/* The token holder of a RETIRED span gives its descriptor back. */
+void span_recycle(struct span *d);
+struct span *span_new_run(size_t size, int grow, void **mem);
 void span_free_run(struct span *d);
 struct span *span_of(const void *p, struct large_header **large);
 
 /* ---- central.c: per-class lists of spans with free blocks. ---- */
 void *central_alloc(unsigned size_class);
 void central_free(struct span *d, void *block);
-/* Give every wholly free listed span back to the chunk provider. */
+/* Retire every wholly free listed span: its pages go back to the chunk
+ * provider for any class or large object.  Returns the number retired. */
 int central_reclaim(void);
 
 /* ---- large.c: objects above the largest size class. ---- */
-void *large_alloc(size_t size);
+/* With grow == 0 only pages at hand are used (no mmap call). */
+void *large_alloc(size_t size, int grow);
 void large_free_run(struct span *d);
 void large_free_mapping(struct large_header *h);
 

@@ -23,14 +23,14 @@ static void *map_large(size_t size)
   return (char *)h + LARGE_HEADER_SIZE;
 }
 
-void *large_alloc(size_t size)
+void *large_alloc(size_t size, int grow)
 {
   void *mem;
 
   if (size <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
-      && span_new_run(size, &mem) != NULL)
+      && span_new_run(size, grow, &mem) != NULL)
     return mem;
-  return map_large(size);
+  return grow ? map_large(size) : NULL;
 }
 
 void large_free_run(struct span *d)

@@ -2,6 +2,7 @@
 /* Spans: descriptors, their anchors, carving blocks, retiring empty spans. */
 #include "internal.h"
 #include "size_class.h"
+#include "lf_stack.h"
 
 /*
  * Every block operation is one double-width CAS on the span's anchor
@@ -63,30 +64,71 @@ static void anchor_reset(struct span *d, AO_t n1)
   } while (!anchor_cas(d, v1, tag, n1));
 }
 
-static struct span *span_claim(unsigned npages)
-{
-  struct page_run run;
-  struct span *d;
+/*
+ * Descriptors: recycled ones from the pool, else fresh ones from a static
+ * array, else a page carved into descriptors that stay descriptors for
+ * good.  Decoupled from pages so that a RETIRED descriptor may linger on a
+ * class list while its pages already serve another span.
+ */
+#define STATIC_DESCRIPTORS (STATIC_PAGES / 4 + 64)
+#define DESCRIPTORS_PER_PAGE (PAGE_SIZE / sizeof(struct span))
 
-  if (!chunk_alloc_pages(npages, &run))
+static struct span static_descriptors[STATIC_DESCRIPTORS];
+static volatile AO_t static_descriptors_used;
+static AO_stack_t descriptor_pool;
+
+static struct span *descriptor_get(int grow)
+{
+  struct span *d = (struct span *)lf_stack_pop(&descriptor_pool);
+  struct page_run run;
+  AO_t i;
+
+  if (d != NULL)
+    return d;
+  if (AO_load(&static_descriptors_used) < STATIC_DESCRIPTORS) {
+    i = AO_fetch_and_add1_full(&static_descriptors_used);
+    if (i < STATIC_DESCRIPTORS)
+      return &static_descriptors[i];
+  }
+  if (!chunk_alloc_pages(1, grow, &run))
     return NULL;
-  d = chunk_descriptor(&run);
-  d->run = run;
+  d = (struct span *)run.page_base;
+  for (i = 1; i < DESCRIPTORS_PER_PAGE; i++)
+    lf_stack_push(&descriptor_pool, &d[i].link);
   return d;
 }
 
-struct span *span_new_small(unsigned size_class, void **first_block)
+/* A descriptor whose anchor is RETIRED and that nobody will touch again. */
+static void descriptor_put(struct span *d)
+{
+  lf_stack_push(&descriptor_pool, &d->link);
+}
+
+static struct span *span_claim(unsigned npages, int grow)
+{
+  struct span *d = descriptor_get(grow);
+
+  if (d == NULL)
+    return NULL;
+  if (!chunk_alloc_pages(npages, grow, &d->run)) {
+    descriptor_put(d);
+    return NULL;
+  }
+  return d;
+}
+
+struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
   unsigned cap, i;
-  struct span *d = span_claim(class_span_pages(size_class));
+  struct span *d = span_claim(class_span_pages(size_class), grow);
   char *blocks;
 
   if (d == NULL)
     return NULL;
   blocks = d->run.page_base;
   cap = (unsigned)(((size_t)d->run.npages << PAGE_SHIFT) / size);
-  AO_GPL_ASSERT(cap >= 1 && cap < ANCHOR_NONE);
+  AO_GPL_ASSERT(cap >= 1 && cap <= 0x3fff);
   d->kind = SPAN_SMALL;
   d->size_class = (unsigned char)size_class;
   d->capacity = (unsigned short)cap;
@@ -112,7 +154,7 @@ enum take_result span_take_block(struct span *d, void **block)
 
     AO_GPL_ASSERT(v1 & ANCHOR_LISTED);
     if (v1 & ANCHOR_RETIRED)
-      return TAKE_RETIRED;
+      return TAKE_RETIRED;            /* the caller recycles it */
     if (count == 0) {
       /* Full: give up the list token; the next free will list d again. */
       if (anchor_cas(d, v1, tag, v1 & ~ANCHOR_LISTED))
@@ -151,25 +193,34 @@ int span_try_retire(struct span *d)
   for (;;) {
     AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
+    struct page_run run = d->run;
 
-    if (COUNT(v1) != d->capacity)
+    if ((v1 & ANCHOR_RETIRED) || COUNT(v1) != d->capacity)
       return 0;
-    /* Every block is free and we hold the token: nobody else can touch
-     * the span now, but a free that just finished may have raced our
-     * load, hence the CAS. */
-    if (anchor_cas(d, v1, tag, ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED)) {
-      chunk_free_pages(&d->run);
+    /* Every block is free.  The fields read above belong to the anchor
+     * value we saw: if the descriptor was recycled since, the tag moved and
+     * the CAS fails.  After it no block can be taken, so the pages are free
+     * to go even though the descriptor may still be listed. */
+    if (anchor_cas(d, v1, tag, (v1 & ANCHOR_LISTED) | ANCHOR_RETIRED)) {
+      chunk_free_pages(&run);
       return 1;
     }
   }
 }
 
-struct span *span_new_run(size_t size, void **mem)
+void span_recycle(struct span *d)
+{
+  anchor_reset(d, ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED);
+  descriptor_put(d);
+}
+
+struct span *span_new_run(size_t size, int grow, void **mem)
 {
   size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
   struct span *d;
 
-  if (npages > MAX_RUN_PAGES || (d = span_claim((unsigned)npages)) == NULL)
+  if (npages > MAX_RUN_PAGES
+      || (d = span_claim((unsigned)npages, grow)) == NULL)
     return NULL;
   d->kind = SPAN_RUN;
   d->capacity = 1;
@@ -181,8 +232,8 @@ struct span *span_new_run(size_t size, void **mem)
 
 void span_free_run(struct span *d)
 {
-  anchor_reset(d, ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED);
   chunk_free_pages(&d->run);
+  span_recycle(d);
 }
 
 struct span *span_of(const void *p, struct large_header **large)
