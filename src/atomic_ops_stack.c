@@ -22,7 +22,7 @@ void AO_stack_push_release(AO_stack_t *list, AO_uintptr_t *element)
 #if AO_GPL_LOCK_FREE
   lf_stack_push(list, element);
 #else
-  ao_stack_alf_push(list, element);
+  ao_stack_alf_push(&list->AO_opaque[0], &list->AO_opaque[1], element);
 #endif
 }
 
@@ -31,7 +31,7 @@ AO_uintptr_t *AO_stack_pop_acquire(AO_stack_t *list)
 #if AO_GPL_LOCK_FREE
   return lf_stack_pop(list);
 #else
-  return ao_stack_alf_pop(list);
+  return ao_stack_alf_pop(&list->AO_opaque[0], &list->AO_opaque[1]);
 #endif
 }
 
@@ -59,4 +59,20 @@ AO_uintptr_t *AO_stack_next_ptr_d(const AO_uintptr_t *pnext)
 AO_uintptr_t *AO_stack_next_ptr(AO_uintptr_t next)
 {
   return (AO_uintptr_t *)next;
+}
+
+/* Binaries built against upstream headers in their almost-lock-free mode
+ * (e.g. Debian's x86_64 libatomic_ops 7.6 without -mcx16) call these two
+ * through their AO_stack_push_release/AO_stack_pop_acquire macros, passing
+ * the head word and the black list ("aux") of their AO_stack_t. */
+void AO_stack_push_explicit_aux_release(volatile AO_t *list,
+                                        AO_uintptr_t *element, void *aux)
+{
+  ao_stack_alf_push(list, (volatile AO_t *)aux, element);
+}
+
+AO_uintptr_t *AO_stack_pop_explicit_aux_acquire(volatile AO_t *list,
+                                                void *aux)
+{
+  return ao_stack_alf_pop(list, (volatile AO_t *)aux);
 }

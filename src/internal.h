@@ -158,8 +158,10 @@ void *large_alloc(size_t size, int grow);
 void large_free_run(struct span *d);
 void large_free_mapping(struct large_header *h);
 
-/* ---- stack_almost_lock_free.c: fallback without double-width CAS. ---- */
-void ao_stack_alf_push(AO_stack_t *list, AO_t *element);
-AO_t *ao_stack_alf_pop(AO_stack_t *list);
+/* ---- stack_almost_lock_free.c: the single-word CAS fallback. ---- */
+/* head: the top link with a version in its low bits; slots: two words. */
+void ao_stack_alf_push(volatile AO_t *head, volatile AO_t *slots,
+                       AO_t *element);
+AO_t *ao_stack_alf_pop(volatile AO_t *head, volatile AO_t *slots);
 
 #endif /* AO_GPL_INTERNAL_H */

@@ -118,14 +118,13 @@
 
 #include <atomic_ops.h>
 
-#include "internal.h"  /* AO_GPL_LOCK_FREE, AO_stack_t, our prototypes */
+#include "internal.h"  /* our prototypes */
 
-#if AO_GPL_LOCK_FREE
-
-/* The double-width CAS implementation is used; nothing to compile here. */
-typedef int ao_alf_unused;
-
-#else /* almost lock-free */
+/* Built in every configuration: it serves AO_stack when configured with
+ * --enable-almost-lock-free, and always the entry points that binaries
+ * built against upstream's almost-lock-free headers call (the head word
+ * and the two black-list words are then wherever such a binary put them,
+ * by default in its AO_stack_t at the same offsets as ours). */
 
 #if !defined(AO_HAVE_compare_and_swap_full) || !defined(AO_HAVE_nop_full) \
     || !defined(AO_HAVE_load_acquire) || !defined(AO_HAVE_load) \
@@ -138,8 +137,7 @@ typedef int ao_alf_unused;
 #define AO_ALF_PTR(w) ((w) & ~AO_ALF_LOW)
 
 #define AO_ALF_BL_SIZE 2
-#define AO_ALF_HEAD(list) (&(list)->AO_opaque[0])
-#define AO_ALF_SLOT(list, i) (&(list)->AO_opaque[1 + (i)])
+#define AO_ALF_SLOT(slots, i) (&(slots)[i])
 
 /* Busy-pause bounds: the i-th consecutive wait spins min(2^i, 2^MAX) times. */
 #define AO_ALF_PAUSE_MAX_SHIFT 10
@@ -168,13 +166,13 @@ static void ao_alf_pause(unsigned *count)
 
 /* POP step 2: announce element address p (low bits clear).  Returns the slot
  * index, or -1 if every slot holds another element or is saturated. */
-static int ao_alf_announce(AO_stack_t *list, AO_t p)
+static int ao_alf_announce(volatile AO_t *slots, AO_t p)
 {
   int i;
 
   /* First join an existing announcement of p: keeps slots free for others. */
   for (i = 0; i < AO_ALF_BL_SIZE; i++) {
-    volatile AO_t *slot = AO_ALF_SLOT(list, i);
+    volatile AO_t *slot = AO_ALF_SLOT(slots, i);
     AO_t v = AO_load(slot);
 
     while (AO_ALF_PTR(v) == p && (v & AO_ALF_LOW) < AO_ALF_LOW) {
@@ -184,7 +182,7 @@ static int ao_alf_announce(AO_stack_t *list, AO_t p)
     }
   }
   for (i = 0; i < AO_ALF_BL_SIZE; i++) {
-    volatile AO_t *slot = AO_ALF_SLOT(list, i);
+    volatile AO_t *slot = AO_ALF_SLOT(slots, i);
 
     if (AO_load(slot) == 0 && AO_compare_and_swap_full(slot, 0, p | 1))
       return i;
@@ -193,9 +191,9 @@ static int ao_alf_announce(AO_stack_t *list, AO_t p)
 }
 
 /* POP step 5: withdraw one announcement from slot i. */
-static void ao_alf_release(AO_stack_t *list, int i)
+static void ao_alf_release(volatile AO_t *slots, int i)
 {
-  volatile AO_t *slot = AO_ALF_SLOT(list, i);
+  volatile AO_t *slot = AO_ALF_SLOT(slots, i);
   AO_t v, nv;
 
   do {
@@ -206,20 +204,20 @@ static void ao_alf_release(AO_stack_t *list, int i)
 }
 
 /* True if some popper currently announces element address p. */
-static int ao_alf_blacklisted(AO_stack_t *list, AO_t p)
+static int ao_alf_blacklisted(volatile AO_t *slots, AO_t p)
 {
   int i;
 
   for (i = 0; i < AO_ALF_BL_SIZE; i++) {
-    if (AO_ALF_PTR(AO_load(AO_ALF_SLOT(list, i))) == p)
+    if (AO_ALF_PTR(AO_load(AO_ALF_SLOT(slots, i))) == p)
       return 1;
   }
   return 0;
 }
 
-void ao_stack_alf_push(AO_stack_t *list, AO_t *element)
+void ao_stack_alf_push(volatile AO_t *head, volatile AO_t *slots,
+                       AO_t *element)
 {
-  volatile AO_t *head = AO_ALF_HEAD(list);
   AO_t p = (AO_t)element;
   unsigned waits = 0;
 
@@ -229,7 +227,7 @@ void ao_stack_alf_push(AO_stack_t *list, AO_t *element)
   /* Order the scan after whatever pop handed us the element, and after any
    * announcement that pop's competitors made before seeing it on top. */
   AO_nop_full();
-  while (ao_alf_blacklisted(list, p))
+  while (ao_alf_blacklisted(slots, p))
     ao_alf_pause(&waits);
 
   for (;;) {
@@ -242,9 +240,8 @@ void ao_stack_alf_push(AO_stack_t *list, AO_t *element)
   }
 }
 
-AO_t *ao_stack_alf_pop(AO_stack_t *list)
+AO_t *ao_stack_alf_pop(volatile AO_t *head, volatile AO_t *slots)
 {
-  volatile AO_t *head = AO_ALF_HEAD(list);
   unsigned waits = 0;
 
   for (;;) {
@@ -255,24 +252,23 @@ AO_t *ao_stack_alf_pop(AO_stack_t *list)
 
     if (p == 0)
       return NULL;
-    slot = ao_alf_announce(list, p);
+    slot = ao_alf_announce(slots, p);
     if (slot < 0) {
       ao_alf_pause(&waits); /* all slots held by poppers in their windows */
       continue;
     }
     /* The announcing CAS is a full barrier, so this read comes after it. */
     if (AO_load_acquire(head) != h) {
-      ao_alf_release(list, slot);
+      ao_alf_release(slots, slot);
       continue;
     }
     /* p was on top while announced: its link is stable until we release. */
     next = AO_load((volatile AO_t *)p);
     done = AO_compare_and_swap_full(head, h,
                                     AO_ALF_PTR(next) | ((h + 1) & AO_ALF_LOW));
-    ao_alf_release(list, slot);
+    ao_alf_release(slots, slot);
     if (done)
       return (AO_t *)p;
   }
 }
 
-#endif /* almost lock-free */
