@@ -1,0 +1,104 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The shared library exports exactly the public API and imports nothing that breaks async-signal safety.
+#
+# Checks on $(top_builddir)/.libs/libatomic_ops_gpl.so (skipped, exit 77,
+# when no shared library was built):
+#  - nm -D --defined-only lists exactly the ten public functions, plus
+#    (optionally, both or neither) the two upstream 7.6 ABI entry points
+#    that binaries built with 7.6's almost-lock-free headers call;
+#  - the imports contain no __atomic_*/__sync_* helper (an out-of-line,
+#    possibly lock-based, atomic), no pthread lock or thread-specific data,
+#    no malloc family, no stdio, and no __tls_get_addr (glibc may call
+#    malloc inside it on a thread's first access to a dlopen'ed library's
+#    TLS, which is not async-signal-safe);
+#  - readelf -d shows SONAME libatomic_ops_gpl.so.1.
+set -u
+
+me=check_exports
+top=${top_builddir:-..}
+lib=$top/.libs/libatomic_ops_gpl.so
+
+if [ ! -f "$lib" ]; then
+  echo "$me: SKIP: no shared library at $lib (built with --disable-shared?)" >&2
+  exit 77
+fi
+for tool in nm readelf; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$me: SKIP: $tool not found" >&2
+    exit 77
+  fi
+done
+
+status=0
+fail() {
+  echo "$me: FAIL: $*" >&2
+  status=1
+}
+
+expected='AO_free
+AO_malloc
+AO_malloc_enable_mmap
+AO_stack_head_ptr
+AO_stack_init
+AO_stack_is_lock_free
+AO_stack_next_ptr
+AO_stack_next_ptr_d
+AO_stack_pop_acquire
+AO_stack_push_release'
+
+# Defined dynamic symbols, without version suffixes; type A entries are
+# version-node names, not symbols.
+defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
+          | sed 's/@.*//' | LC_ALL=C sort -u) || {
+  fail "nm -D --defined-only $lib failed"
+  exit 1
+}
+compat='AO_stack_pop_explicit_aux_acquire
+AO_stack_push_explicit_aux_release'
+with_compat=$(printf '%s\n%s\n' "$expected" "$compat" | LC_ALL=C sort)
+if [ "$defined" = "$with_compat" ]; then
+  expected=$with_compat
+fi
+if [ "$defined" != "$expected" ]; then
+  missing=$(printf '%s\n' "$expected" | while read -r s; do
+              printf '%s\n' "$defined" | grep -qx "$s" || printf ' %s' "$s"
+            done)
+  extra=$(printf '%s\n' "$defined" | while read -r s; do
+            printf '%s\n' "$expected" | grep -qx "$s" || printf ' %s' "$s"
+          done)
+  fail "exported symbols differ from the public API; missing:${missing:- none}; extra:${extra:- none}"
+fi
+
+undefined=$(nm -D --undefined-only "$lib" | awk '{ print $NF }' \
+            | sed 's/@.*//' | LC_ALL=C sort -u) || {
+  fail "nm -D --undefined-only $lib failed"
+  exit 1
+}
+check_forbidden() {
+  # $1: extended regex, $2: why
+  bad=$(printf '%s\n' "$undefined" | grep -E "$1" | tr '\n' ' ')
+  if [ -n "$bad" ]; then
+    fail "imports $bad- $2"
+  fi
+}
+check_forbidden '^__(atomic|sync)_' \
+  'out-of-line atomics (libatomic) may take locks'
+check_forbidden '^pthread_(mutex|spin|rwlock|cond|once|barrier|key|getspecific|setspecific)|^sem_|^mtx_|^cnd_|^call_once$|^tss_' \
+  'locks or thread-specific data are neither lock-free nor async-signal-safe'
+check_forbidden '^(__libc_)?(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc)$' \
+  'the system allocator is not async-signal-safe'
+check_forbidden '^(.*printf(_chk)?|puts|fputs|fputc|putc|putchar|fwrite|fread|fflush|fopen|fopen64|fdopen|fclose|perror|setvbuf|stdin|stdout|stderr|_IO_.*)$' \
+  'stdio is not async-signal-safe'
+check_forbidden '^__tls_get_addr$' \
+  'general-dynamic TLS: glibc may malloc on a thread'"'"'s first access (use the initial-exec TLS model)'
+
+soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+if [ "$soname" != "libatomic_ops_gpl.so.1" ]; then
+  fail "SONAME is '${soname}', expected libatomic_ops_gpl.so.1"
+fi
+
+if [ "$status" -eq 0 ]; then
+  echo "$me: ok: exports exactly the public API; imports:" $undefined >&2
+fi
+exit $status
