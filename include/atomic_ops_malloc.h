@@ -46,6 +46,15 @@ AO_API AO_ATTR_MALLOC AO_ATTR_ALLOC_SIZE(1) void *AO_malloc(size_t sz);
 /* From now on, grow with mmap when the static heap is exhausted. */
 AO_API void AO_malloc_enable_mmap(void);
 
+/* Extension (not in upstream): give memory back to the OS.  Flushes the
+ * calling thread's cache, returns wholly free spans to the page pool,
+ * releases the physical memory of every free page (madvise) and unmaps
+ * cached large objects.  Other threads' caches are flushed when those
+ * threads exit.  Async-signal-safe and lock-free like the rest.  Returns 1
+ * if any memory was released to the OS, else 0. */
+AO_API int AO_malloc_trim(void);
+#define AO_HAVE_malloc_trim
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

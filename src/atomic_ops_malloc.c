@@ -1,26 +1,44 @@
 /* SPDX-License-Identifier: MIT */
-/* Public API shim: AO_malloc, AO_free, AO_malloc_enable_mmap. */
+/* Public API shim: AO_malloc, AO_free, AO_malloc_enable_mmap, AO_malloc_trim. */
 #include "internal.h"
-#include "size_class.h"
+#include "thread_cache.h"
 #include "atomic_ops_malloc.h"
 
-/* Pages at hand first; then wholly free spans of any class may hold what we
- * need; only then new mappings. */
+/* Page runs this thread freed first; then pages at hand; then wholly free
+ * spans of any class may hold what we need; only then new mappings. */
 static AO_GPL_NOINLINE void *malloc_large(size_t sz)
 {
-  void *p = large_alloc(sz, 0);
+  int run = sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE;
+  void *p = run ? cache_alloc_run(sz) : NULL;
 
-  if (p == NULL && sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
-      && central_reclaim() > 0)
+  if (p == NULL)
     p = large_alloc(sz, 0);
-  return p != NULL ? p : large_alloc(sz, 1);
+  if (p == NULL && run && central_reclaim() > 0)
+    p = large_alloc(sz, 0);
+  if (p == NULL)
+    p = large_alloc(sz, 1);
+  if (p == NULL && run) {
+    /* Exhausted: this thread's cache may hold what is needed. */
+    cache_flush_self();
+    central_reclaim();
+    p = large_alloc(sz, 0);
+  }
+  return p;
 }
 
 void *AO_malloc(size_t sz)
 {
   if (AO_GPL_LIKELY(sz <= SMALL_MAX))
-    return central_alloc(size_to_class(sz));
+    return cache_alloc(size_to_class(sz));
   return malloc_large(sz);
+}
+
+static AO_GPL_NOINLINE void free_large(struct span *d, struct large_header *h)
+{
+  if (d == NULL)
+    large_free_mapping(h);
+  else if (!cache_free_run(d))
+    large_free_run(d);
 }
 
 void AO_free(void *p)
@@ -31,15 +49,22 @@ void AO_free(void *p)
   if (p == NULL)
     return;
   d = span_of(p, &large);
-  if (AO_GPL_LIKELY(d != NULL && d->kind == SPAN_SMALL))
-    central_free(d, p);
-  else if (d != NULL)
-    large_free_run(d);
-  else
-    large_free_mapping(large);
+  if (AO_GPL_LIKELY(d != NULL && d->kind == SPAN_SMALL)) {
+    if (!cache_free(d->size_class, p))
+      central_free(d, p);
+    return;
+  }
+  free_large(d, large);
 }
 
 void AO_malloc_enable_mmap(void)
 {
   os_enable_mmap();
+}
+
+int AO_malloc_trim(void)
+{
+  cache_flush_self();
+  central_reclaim();
+  return large_trim() | chunk_trim();
 }

@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: MIT */
-/* Central size-class lists: lock-free stacks of spans with free blocks. */
+/* Central size-class lists: sharded lock-free stacks of spans with free blocks. */
 #include "internal.h"
 #include "size_class.h"
 #include "lf_stack.h"
 
 /*
- * Each class has a stack of spans holding at least one free block (lf_stack.h:
- * version-counted, ABA-safe, lock-free in every build).  An allocation pops
- * a span, which hands it the span's list token (see struct span), takes one
- * block with a CAS on the span's anchor and pushes the span back if blocks
- * remain.  While popped, the span is invisible to other allocators, never
- * to frees, which only touch its anchor.
+ * Each class has CENTRAL_SHARDS stacks of spans holding at least one free
+ * block (lf_stack.h: version-counted, ABA-safe, lock-free in every build).
+ * A span belongs to one shard for life (d->shard) and is always relisted
+ * there; thread caches are spread over the shards, and take from another
+ * shard only when theirs is empty, so threads rarely meet on a list head.
+ *
+ * An allocation pops a span, which hands it the span's list token (see
+ * struct span), takes one block or a batch with a CAS on the span's anchor
+ * and pushes the span back if blocks remain.  While popped, the span is
+ * invisible to other allocators, never to frees, which only touch its
+ * anchor.
  *
  * Signals: a handler interrupting an allocation between its pop and its
  * push simply does not see that span and uses another one, or carves a new
@@ -19,51 +24,79 @@
  * relists it (the freed blocks are not lost).
  */
 
-/* One list per class, each on its own cache line. */
+/* One list per shard and class, each on its own cache line. */
 struct class_list {
   AO_stack_t partial;
 } __attribute__((__aligned__(64)));
 
-static struct class_list lists[NUM_SIZE_CLASSES];
+static struct class_list lists[CENTRAL_SHARDS][NUM_SIZE_CLASSES];
 
 static inline void list_push(struct span *d)
 {
-  lf_stack_push(&lists[d->size_class].partial, &d->link);
+  lf_stack_push(&lists[d->shard][d->size_class].partial, &d->link);
 }
 
 /* No listed span had room: carve a new span from pages at hand, else
  * retire wholly free spans of every class and retry, and only then map a
- * new segment (when mmap is enabled). */
-static AO_GPL_NOINLINE void *central_grow(unsigned size_class)
+ * new segment (when mmap is enabled).  The span is taken whole. */
+static AO_GPL_NOINLINE struct span *central_grow(unsigned size_class,
+                                                  unsigned shard,
+                                                  void **block)
 {
-  void *block;
-  struct span *d = span_new_small(size_class, 0, &block);
+  struct span *d = span_new_small(size_class, 0, block);
 
   if (d == NULL && central_reclaim() > 0)
-    d = span_new_small(size_class, 0, &block);
+    d = span_new_small(size_class, 0, block);
   if (d == NULL)
-    d = span_new_small(size_class, 1, &block);
-  if (d == NULL)
-    return NULL;
-  if (d->capacity > 1)
-    list_push(d);
-  return block;
+    d = span_new_small(size_class, 1, block);
+  if (d != NULL)
+    d->shard = (unsigned char)shard;
+  return d;
 }
 
-void *central_alloc(unsigned size_class)
+unsigned central_alloc_batch(unsigned size_class, unsigned shard,
+                             unsigned want, void **chain)
 {
-  for (;;) {
-    struct span *d = (struct span *)lf_stack_pop(&lists[size_class].partial);
-    void *block;
+  unsigned tries = 0;
 
-    if (AO_GPL_UNLIKELY(d == NULL))
-      return central_grow(size_class);
-    switch (span_take_block(d, &block)) {
+  for (;;) {
+    AO_stack_t *list = &lists[(shard + tries) % CENTRAL_SHARDS][size_class]
+                            .partial;
+    struct span *d = (struct span *)lf_stack_pop(list);
+    enum take_result r;
+    unsigned n;
+
+    if (d == NULL) {
+      void *first;
+
+      if (++tries < CENTRAL_SHARDS)
+        continue;                      /* steal from the next shard */
+      d = central_grow(size_class, shard, &first);
+      if (d == NULL)
+        return 0;
+      *(void **)first = NULL;
+      *chain = first;
+      n = 1;
+      /* The new span is ours (LISTED, token held): take more from it. */
+      if (want > 1 && d->capacity > 1) {
+        void *more;
+        n += span_take_batch(d, want - 1, &more, &r);
+        if (n > 1)
+          *(void **)first = more;
+        if (r == TAKE_OK_MORE)
+          list_push(d);
+      } else if (d->capacity > 1) {
+        list_push(d);
+      }
+      return n;
+    }
+    n = span_take_batch(d, want, chain, &r);
+    switch (r) {
     case TAKE_OK_MORE:
       list_push(d);
-      return block;
+      return n;
     case TAKE_OK:
-      return block;
+      return n;
     case TAKE_FULL:      /* token dropped: a later free relists it */
       break;
     case TAKE_RETIRED:   /* its pages are gone: only the descriptor is left */
@@ -73,10 +106,42 @@ void *central_alloc(unsigned size_class)
   }
 }
 
+void *central_alloc(unsigned size_class)
+{
+  void *block;
+
+  return central_alloc_batch(size_class, 0, 1, &block) ? block : NULL;
+}
+
 void central_free(struct span *d, void *block)
 {
   if (span_put_block(d, block))
     list_push(d);
+}
+
+/*
+ * Give back a NULL-terminated chain of blocks of one class.  Consecutive
+ * blocks of the same span (the common case: caches hand back what they
+ * took) go back with one CAS.
+ */
+void central_free_chain(void *chain)
+{
+  while (chain != NULL) {
+    struct large_header *large;
+    struct span *d = span_of(chain, &large);
+    void *first = chain, *last = chain;
+    unsigned k = 1;
+
+    chain = *(void **)chain;
+    while (chain != NULL && span_of(chain, &large) == d) {
+      span_set_link(last, span_block_index(d, chain));
+      last = chain;
+      chain = *(void **)chain;
+      k++;
+    }
+    if (span_put_chain(d, first, last, k))
+      list_push(d);
+  }
 }
 
 /*
@@ -93,14 +158,16 @@ void central_free(struct span *d, void *block)
 int central_reclaim(void)
 {
   int retired = 0;
-  unsigned c, steps;
+  unsigned s, c, steps;
 
-  for (c = 0; c < NUM_SIZE_CLASSES; c++) {
-    struct span *d = (struct span *)lf_stack_top(&lists[c].partial);
+  for (s = 0; s < CENTRAL_SHARDS; s++) {
+    for (c = 0; c < NUM_SIZE_CLASSES; c++) {
+      struct span *d = (struct span *)lf_stack_top(&lists[s][c].partial);
 
-    for (steps = 0; d != NULL && steps < RECLAIM_STEPS; steps++) {
-      retired += span_try_retire(d);
-      d = (struct span *)AO_load(&d->link);
+      for (steps = 0; d != NULL && steps < RECLAIM_STEPS; steps++) {
+        retired += span_try_retire(d);
+        d = (struct span *)AO_load(&d->link);
+      }
     }
   }
   return retired;

@@ -20,6 +20,7 @@ struct region {
   char *base;                    /* address of page 0 */
   struct region *next;           /* segment list: insert-only */
   volatile AO_t *bitmap;         /* npages bits; 1 = in use */
+  volatile AO_t *dirty;          /* 1 = released since the last trim */
   struct span *volatile *owner;  /* page map: owning span per page */
 };
 
@@ -33,13 +34,14 @@ struct region {
 static volatile AO_t static_bitmap[STATIC_WORDS] = {
   [STATIC_WORDS - 1] = STATIC_TAIL_MASK
 };
+static volatile AO_t static_dirty[STATIC_WORDS];
 static struct span *volatile static_owner[STATIC_PAGES];
 
 /* Everything is a constant initializer: no lazy setup, so the very first
  * AO_malloc may be interrupted anywhere by a handler that allocates. */
 static struct region static_region = {
   REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, NULL,
-  static_bitmap, static_owner
+  static_bitmap, static_dirty, static_owner
 };
 
 /* Insert-only list of segments, newest first (a struct region *). */
@@ -49,6 +51,7 @@ static volatile AO_t segments;
 struct segment_layout {
   struct region header;
   volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
+  volatile AO_t dirty[WORDS(SEGMENT_PAGES)];
   struct span *volatile owner[SEGMENT_PAGES];
 };
 #define SEGMENT_META_PAGES \
@@ -123,6 +126,7 @@ static AO_GPL_NOINLINE int segment_add(void)
   s->header.npages = (unsigned)SEGMENT_PAGES;
   s->header.base = (char *)s;
   s->header.bitmap = s->bitmap;
+  s->header.dirty = s->dirty;
   s->header.owner = s->owner;
   for (i = 0; i < meta; i++)     /* the metadata pages are never handed out */
     s->bitmap[i / BITMAP_BITS] |= (AO_t)1 << (i % BITMAP_BITS);
@@ -161,10 +165,71 @@ void chunk_free_pages(const struct page_run *run)
   AO_t bits = run_mask(run->npages) << (run->first % BITMAP_BITS);
   AO_t v;
 
+  volatile AO_t *dirty = &r->dirty[run->first / BITMAP_BITS];
+
+  /* Dirty first: a trim must never miss a page that is free. */
+  do
+    v = AO_load(dirty);
+  while ((v & bits) != bits && !AO_compare_and_swap_full(dirty, v, v | bits));
   do {
     v = AO_load(word);
     AO_GPL_ASSERT((v & bits) == bits);
   } while (!AO_compare_and_swap_full(word, v, v & ~bits));
+}
+
+/* Claim the free dirty pages of one bitmap word, release their memory,
+ * hand them back.  Claiming first means no allocator can get a page while
+ * its memory is being dropped. */
+static int word_trim(struct region *r, unsigned w)
+{
+  volatile AO_t *word = &r->bitmap[w], *dirty = &r->dirty[w];
+  AO_t v, claim, d;
+  unsigned pos = 0;
+  int released = 0;
+
+  do {
+    v = AO_load(word);
+    claim = AO_load(dirty) & ~v;
+    if (claim == 0)
+      return 0;
+  } while (!AO_compare_and_swap_full(word, v, v | claim));
+  while (pos < BITMAP_BITS) {
+    unsigned end;
+
+    if (!((claim >> pos) & 1)) {
+      pos++;
+      continue;
+    }
+    for (end = pos; end < BITMAP_BITS && ((claim >> end) & 1); end++)
+      ;
+    released |= os_release(r->base + ((size_t)(w * BITMAP_BITS + pos)
+                                      << PAGE_SHIFT),
+                           (size_t)(end - pos) << PAGE_SHIFT);
+    pos = end;
+  }
+  do
+    d = AO_load(dirty);
+  while (!AO_compare_and_swap_full(dirty, d, d & ~claim));
+  do
+    v = AO_load(word);
+  while (!AO_compare_and_swap_full(word, v, v & ~claim));
+  return released;
+}
+
+int chunk_trim(void)
+{
+  struct region *r = &static_region;
+  int released = 0;
+
+  while (r != NULL) {
+    unsigned w, words = WORDS(r->npages);
+
+    for (w = 0; w < words; w++)
+      released |= word_trim(r, w);
+    r = r == &static_region ? (struct region *)AO_load_acquire(&segments)
+                            : r->next;
+  }
+  return released;
 }
 
 void chunk_set_owner(const struct page_run *run, struct span *d)

@@ -54,6 +54,9 @@ int os_mmap_enabled(void);
  * >= the OS page size), or NULL; always NULL before os_enable_mmap(). */
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
+/* Drop the physical memory of [p, p + size) (whole OS pages inside it);
+ * the range stays mapped and reads back as zeros.  1 if anything went. */
+int os_release(void *p, size_t size);
 
 /* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
 struct span;
@@ -86,6 +89,9 @@ void chunk_set_owner(const struct page_run *run, struct span *d);
 /* The owner of the page holding p; NULL with *large set when p lies in a
  * direct large mapping, whose header is returned through *large. */
 struct span *chunk_owner(const void *p, struct large_header **large);
+/* Release the physical memory of free pages that were used since the last
+ * trim; 1 if any was released. */
+int chunk_trim(void);
 
 /* ---- span.c: span descriptors, anchors and carving. ---- */
 enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
@@ -117,6 +123,7 @@ struct span {
   AO_t link;                     /* AO_stack link field; must be first */
   unsigned char kind;            /* enum span_kind */
   unsigned char size_class;      /* SPAN_SMALL only */
+  unsigned char shard;           /* the central list shard it returns to */
   unsigned short capacity;       /* blocks in the span */
   unsigned block_size;           /* bytes per block (SPAN_SMALL) */
   uint32_t inv_size;             /* ceil(2^32 / block_size): index by mul */
@@ -135,19 +142,38 @@ enum take_result { TAKE_OK, TAKE_OK_MORE, TAKE_FULL, TAKE_RETIRED };
  * == 0 only memory at hand is used (no new segment is mapped). */
 struct span *span_new_small(unsigned size_class, int grow, void **first_block);
 enum take_result span_take_block(struct span *d, void **block);
+/* Token holder: take up to want blocks, returned as a NULL-terminated
+ * chain linked through their first word; 0 when full or retired. */
+unsigned span_take_batch(struct span *d, unsigned want, void **chain,
+                         enum take_result *result);
 /* Returns 1 when the caller now holds the list token and must list d. */
 int span_put_block(struct span *d, void *block);
+/* Put back k blocks of d already index-linked from first to last (see
+ * span_set_link); returns like span_put_block. */
+int span_put_chain(struct span *d, void *first, void *last, unsigned k);
+unsigned span_block_index(const struct span *d, const void *block);
+void span_set_link(void *block, unsigned next_index);
 /* Retire d, wherever it is, if every block is free; 1 if it did. */
 int span_try_retire(struct span *d);
 /* The token holder of a RETIRED span gives its descriptor back. */
 void span_recycle(struct span *d);
+/* Spare descriptors, e.g. as nodes of the large-object cache. */
+struct span *span_descriptor_get(void);
+void span_descriptor_put(struct span *d);
 struct span *span_new_run(size_t size, int grow, void **mem);
 void span_free_run(struct span *d);
 struct span *span_of(const void *p, struct large_header **large);
 
 /* ---- central.c: per-class lists of spans with free blocks. ---- */
+#define CENTRAL_SHARDS 4
 void *central_alloc(unsigned size_class);
+/* Up to want blocks as a NULL-terminated chain linked through their first
+ * word, preferring the given shard; returns how many (0: exhausted). */
+unsigned central_alloc_batch(unsigned size_class, unsigned shard,
+                             unsigned want, void **chain);
 void central_free(struct span *d, void *block);
+/* Give back a NULL-terminated chain of small blocks (any spans). */
+void central_free_chain(void *chain);
 /* Retire every wholly free listed span: its pages go back to the chunk
  * provider for any class or large object.  Returns the number retired. */
 int central_reclaim(void);
@@ -157,6 +183,8 @@ int central_reclaim(void);
 void *large_alloc(size_t size, int grow);
 void large_free_run(struct span *d);
 void large_free_mapping(struct large_header *h);
+/* Unmap the cached large mappings; 1 if any. */
+int large_trim(void);
 
 /* ---- stack_almost_lock_free.c: the single-word CAS fallback. ---- */
 /* head: the top link with a version in its low bits; slots: two words. */

@@ -1,10 +1,70 @@
 /* SPDX-License-Identifier: MIT */
 /* Large objects: page runs up to MAX_RUN_PAGES, direct mappings beyond. */
 #include "internal.h"
+#include "lf_stack.h"
 
 /* Direct mappings are sized in units of the largest common OS page, so the
  * trimming in os_map_aligned() always works on page boundaries. */
 #define MAP_UNIT ((size_t)64 << 10)
+
+/*
+ * Freed direct mappings are kept for reuse, up to LARGE_CACHE_BYTES in all,
+ * in stacks by size octave: a steady stream of same-sized big objects then
+ * costs no system call.  The stack nodes are spare span descriptors, not
+ * the mappings themselves: a concurrent pop may read a node's link after
+ * the node was taken, and a mapping may be unmapped, a descriptor never.
+ * Node field: run.page_base = the mapping (its header holds the size).
+ */
+#define LARGE_CACHE_BYTES ((size_t)64 << 20)
+#define OCTAVES (8 * sizeof(size_t))
+
+static AO_stack_t cache[OCTAVES];
+static volatile AO_t cache_bytes;
+
+static unsigned octave(size_t n)
+{
+  return (unsigned)(8 * sizeof(unsigned long) - 1)
+         - (unsigned)__builtin_clzl((unsigned long)n);
+}
+
+static struct large_header *cache_take(size_t map_size)
+{
+  AO_stack_t *list = &cache[octave(map_size)];
+  struct span *node = (struct span *)lf_stack_pop(list);
+  struct large_header *h;
+
+  if (node == NULL)
+    return NULL;
+  h = (struct large_header *)node->run.page_base;
+  if (h->map_size < map_size) {       /* same octave, too small: keep it */
+    lf_stack_push(list, &node->link);
+    return NULL;
+  }
+  AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+  span_descriptor_put(node);
+  return h;
+}
+
+static int cache_keep(struct large_header *h)
+{
+  struct span *node;
+  AO_t bytes;
+
+  do {
+    bytes = AO_load(&cache_bytes);
+    if (bytes + h->map_size > LARGE_CACHE_BYTES)
+      return 0;
+  } while (!AO_compare_and_swap_full(&cache_bytes, bytes,
+                                     bytes + h->map_size));
+  node = span_descriptor_get();
+  if (node == NULL) {
+    AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+    return 0;
+  }
+  node->run.page_base = (char *)h;
+  lf_stack_push(&cache[octave(h->map_size)], &node->link);
+  return 1;
+}
 
 static void *map_large(size_t size)
 {
@@ -14,12 +74,15 @@ static void *map_large(size_t size)
   if (size > SIZE_MAX - LARGE_HEADER_SIZE - MAP_UNIT - SEGMENT_SIZE)
     return NULL;
   map_size = (size + LARGE_HEADER_SIZE + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
-  /* Segment alignment: AO_free finds the header by masking the pointer. */
-  h = os_map_aligned(map_size, SEGMENT_SIZE);
-  if (h == NULL)
-    return NULL;
-  h->kind = REGION_LARGE;
-  h->map_size = map_size;
+  h = cache_take(map_size);
+  if (h == NULL) {
+    /* Segment alignment: AO_free finds the header by masking the pointer. */
+    h = os_map_aligned(map_size, SEGMENT_SIZE);
+    if (h == NULL)
+      return NULL;
+    h->kind = REGION_LARGE;
+    h->map_size = map_size;
+  }
   return (char *)h + LARGE_HEADER_SIZE;
 }
 
@@ -38,9 +101,31 @@ void large_free_run(struct span *d)
   span_free_run(d);
 }
 
-/* Only the owner of a large mapping ever reaches it, and it is on no list:
- * unmapping cannot pull memory from under a concurrent reader. */
+/* Only the owner of a large mapping ever reaches it, and it is on no list
+ * (the cache links descriptors): unmapping cannot pull memory from under a
+ * concurrent reader. */
 void large_free_mapping(struct large_header *h)
 {
-  os_unmap(h, h->map_size);
+  if (!cache_keep(h))
+    os_unmap(h, h->map_size);
+}
+
+int large_trim(void)
+{
+  int released = 0;
+  unsigned i;
+
+  for (i = 0; i < OCTAVES; i++) {
+    struct span *node;
+
+    while ((node = (struct span *)lf_stack_pop(&cache[i])) != NULL) {
+      struct large_header *h = (struct large_header *)node->run.page_base;
+
+      AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+      span_descriptor_put(node);
+      os_unmap(h, h->map_size);
+      released = 1;
+    }
+  }
+  return released;
 }

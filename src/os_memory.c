@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <sys/mman.h>
+#include <sys/auxv.h>
 #include <errno.h>
 
 /* The static heap lives in .bss: no page of it is touched, and so none is
@@ -61,4 +62,23 @@ void os_unmap(void *p, size_t size)
 
   munmap(p, size);
   errno = saved_errno;
+}
+
+/* getauxval only reads the auxiliary vector saved at start-up: no lock,
+ * no allocation, so it is fine on a signal path. */
+int os_release(void *p, size_t size)
+{
+  int saved_errno = errno;
+  uintptr_t page = (uintptr_t)getauxval(AT_PAGESZ);
+  uintptr_t start, end;
+  int done = 0;
+
+  if (page == 0 || (page & (page - 1)) != 0)
+    page = 4096;
+  start = ((uintptr_t)p + page - 1) & ~(page - 1);
+  end = ((uintptr_t)p + size) & ~(page - 1);
+  if (end > start)
+    done = madvise((void *)start, end - start, MADV_DONTNEED) == 0;
+  errno = saved_errno;
+  return done;
 }

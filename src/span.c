@@ -172,6 +172,81 @@ enum take_result span_take_block(struct span *d, void **block)
   }
 }
 
+unsigned span_take_batch(struct span *d, unsigned want, void **chain,
+                         enum take_result *result)
+{
+  for (;;) {
+    AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
+    AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
+    unsigned count = COUNT(v1), k, idx, first, cap = d->capacity;
+    char *base = d->run.page_base;
+    size_t size = d->block_size;
+
+    if (v1 & ANCHOR_RETIRED) {
+      *result = TAKE_RETIRED;
+      return 0;
+    }
+    if (count == 0) {
+      if (anchor_cas(d, v1, tag, v1 & ~ANCHOR_LISTED)) {
+        *result = TAKE_FULL;
+        return 0;
+      }
+      continue;
+    }
+    k = count < want ? count : want;
+    /* Find the k-th block of the chain.  The links may be stale (the CAS
+     * decides), so every index is checked before it is followed. */
+    first = idx = AVAIL(v1);
+    for (unsigned i = 1; i < k && idx < cap; i++)
+      idx = block_link(d, idx);
+    if (idx >= cap)
+      continue;                       /* stale chain: the anchor moved */
+    idx = block_link(d, idx);         /* what stays behind */
+    if (!anchor_cas(d, v1, tag,
+                    ANCHOR(idx, count - k)
+                        | (count > k ? ANCHOR_LISTED : 0)))
+      continue;
+    /* The k blocks are ours: relink them with pointers for the cache. */
+    idx = first;
+    for (unsigned i = 0; i < k; i++) {
+      char *b = base + (size_t)idx * size;
+      idx = block_link(d, idx);
+      *(void **)b = i + 1 < k ? base + (size_t)idx * size : NULL;
+      if (i == 0)
+        *chain = b;
+    }
+    *result = count > k ? TAKE_OK_MORE : TAKE_OK;
+    return k;
+  }
+}
+
+int span_put_chain(struct span *d, void *first, void *last, unsigned k)
+{
+  unsigned first_idx = block_index(d, first);
+
+  for (;;) {
+    AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
+    AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
+
+    AO_GPL_ASSERT(!(v1 & ANCHOR_RETIRED) && COUNT(v1) + k <= d->capacity);
+    set_block_link(last, AVAIL(v1));
+    if (anchor_cas(d, v1, tag,
+                   ANCHOR(first_idx, COUNT(v1) + k) | ANCHOR_LISTED))
+      return !(v1 & ANCHOR_LISTED);
+  }
+}
+
+/* The index of a block of d, for chains built by the caller. */
+unsigned span_block_index(const struct span *d, const void *block)
+{
+  return block_index(d, block);
+}
+
+void span_set_link(void *block, unsigned next_index)
+{
+  set_block_link(block, next_index);
+}
+
 int span_put_block(struct span *d, void *block)
 {
   unsigned idx = block_index(d, block);
@@ -206,6 +281,17 @@ int span_try_retire(struct span *d)
       return 1;
     }
   }
+}
+
+struct span *span_descriptor_get(void)
+{
+  return descriptor_get(0);
+}
+
+void span_descriptor_put(struct span *d)
+{
+  anchor_reset(d, ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED);
+  descriptor_put(d);
 }
 
 void span_recycle(struct span *d)

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* Per-thread caches: the inline fast paths of AO_malloc and AO_free. */
+#ifndef AO_GPL_THREAD_CACHE_H
+#define AO_GPL_THREAD_CACHE_H
+
+#include "internal.h"
+#include "size_class.h"
+
+/*
+ * Each thread caches free blocks per size class in plain singly linked
+ * lists: the fast paths take no atomic read-modify-write.  What makes them
+ * async-signal-safe is `busy`: the owner sets it around every cache
+ * operation, and a handler that finds it set (it interrupted a cache
+ * operation on its own thread) uses the shared lock-free path instead.  A
+ * handler that lands before busy is set finishes its own cache operation
+ * completely before the interrupted code goes on, so the cache is always
+ * consistent when looked at.  Compiler barriers suffice: a handler runs on
+ * the same thread, in program order.
+ *
+ * The TLS pointer uses the initial-exec model: no __tls_get_addr, which
+ * may allocate with malloc on first use of a dlopen'ed library's TLS.
+ */
+#define RUN_CACHE_SLOTS 4
+#define RUN_CACHE_BYTES ((size_t)1 << 20)
+
+struct cache_bin {
+  void *head;                    /* free blocks, linked by their 1st word */
+  unsigned count;                /* blocks in the list */
+  unsigned limit;                /* above it, flush down to limit / 2 */
+};
+
+struct thread_cache {
+  volatile int busy;             /* the owner is inside a cache operation */
+  unsigned shard;                /* preferred central shard */
+  size_t run_bytes;              /* bytes held in runs[] */
+  struct span *runs[RUN_CACHE_SLOTS];   /* freed page runs, for reuse */
+  struct cache_bin bins[NUM_SIZE_CLASSES];
+};
+
+extern __thread struct thread_cache *ao_gpl_tcache
+    __attribute__((__tls_model__("initial-exec")));
+
+void *cache_alloc_slow(unsigned size_class);
+void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
+void *cache_alloc_run(size_t size);
+int cache_free_run(struct span *d);
+/* Flush the calling thread's cache to the central lists. */
+void cache_flush_self(void);
+
+AO_GPL_INLINE void *cache_alloc(unsigned size_class)
+{
+  struct thread_cache *tc = ao_gpl_tcache;
+
+  if (AO_GPL_LIKELY(tc != NULL && !tc->busy)) {
+    struct cache_bin *b = &tc->bins[size_class];
+    void *p;
+
+    tc->busy = 1;
+    AO_compiler_barrier();
+    p = b->head;
+    if (AO_GPL_LIKELY(p != NULL)) {
+      b->head = *(void **)p;
+      b->count--;
+    }
+    AO_compiler_barrier();
+    tc->busy = 0;
+    if (AO_GPL_LIKELY(p != NULL))
+      return p;
+  }
+  return cache_alloc_slow(size_class);
+}
+
+/* 1 if the block went into this thread's cache. */
+AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
+{
+  struct thread_cache *tc = ao_gpl_tcache;
+
+  if (AO_GPL_LIKELY(tc != NULL && !tc->busy)) {
+    struct cache_bin *b = &tc->bins[size_class];
+
+    tc->busy = 1;
+    AO_compiler_barrier();
+    *(void **)p = b->head;
+    b->head = p;
+    if (AO_GPL_UNLIKELY(++b->count > b->limit))
+      cache_flush_bin(tc, b);
+    AO_compiler_barrier();
+    tc->busy = 0;
+    return 1;
+  }
+  return 0;
+}
+
+#endif /* AO_GPL_THREAD_CACHE_H */
