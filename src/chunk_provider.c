@@ -52,7 +52,9 @@ struct segment_layout {
   struct region header;
   volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
   volatile AO_t dirty[WORDS(SEGMENT_PAGES)];
-  struct span *volatile owner[SEGMENT_PAGES];
+  /* On its own pages, so a trim can drop it while the segment is empty. */
+  struct span *volatile owner[SEGMENT_PAGES]
+      __attribute__((__aligned__(PAGE_SIZE)));
 };
 #define SEGMENT_META_PAGES \
   ((sizeof(struct segment_layout) + PAGE_SIZE - 1) / PAGE_SIZE)
@@ -216,6 +218,35 @@ static int word_trim(struct region *r, unsigned w)
   return released;
 }
 
+/* The bits of word w that are metadata pages of a segment (always set). */
+static AO_t meta_bits(unsigned w)
+{
+  unsigned meta = (unsigned)SEGMENT_META_PAGES, lo = w * (unsigned)BITMAP_BITS;
+
+  if (meta <= lo)
+    return 0;
+  return meta - lo >= BITMAP_BITS ? ~(AO_t)0 : ((AO_t)1 << (meta - lo)) - 1;
+}
+
+/* A segment with no page in use: claim all of it (so nobody can write the
+ * page map meanwhile), drop the page map's memory, release the claim. */
+static int segment_trim_owner_map(struct segment_layout *s)
+{
+  unsigned w, claimed = 0, words = (unsigned)WORDS(SEGMENT_PAGES);
+  int released = 0;
+
+  for (w = 0; w < words; w++) {
+    if (!AO_compare_and_swap_full(&s->bitmap[w], meta_bits(w), ~(AO_t)0))
+      break;
+    claimed++;
+  }
+  if (claimed == words)
+    released = os_release((void *)s->owner, sizeof(s->owner));
+  for (w = 0; w < claimed; w++)
+    AO_store_release(&s->bitmap[w], meta_bits(w));
+  return released;
+}
+
 int chunk_trim(void)
 {
   struct region *r = &static_region;
@@ -226,6 +257,8 @@ int chunk_trim(void)
 
     for (w = 0; w < words; w++)
       released |= word_trim(r, w);
+    if (r->kind == REGION_SEGMENT)
+      released |= segment_trim_owner_map((struct segment_layout *)r);
     r = r == &static_region ? (struct region *)AO_load_acquire(&segments)
                             : r->next;
   }

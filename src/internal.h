@@ -38,7 +38,7 @@
 /* Geometry.  A page is the unit of the chunk provider, not the OS page. */
 #define PAGE_SHIFT 12
 #define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)
-#define SEGMENT_SHIFT 22                 /* mmap'd segments: 4 MiB, aligned */
+#define SEGMENT_SHIFT 25                 /* mmap'd segments: 32 MiB, aligned */
 #define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
 #define SEGMENT_PAGES (SEGMENT_SIZE / PAGE_SIZE)
 #define BITMAP_BITS (8 * sizeof(AO_t))   /* pages claimable by one CAS */
