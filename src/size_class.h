@@ -6,33 +6,34 @@
 #include "internal.h"
 
 /*
- * Classes: 16, 32, 48, 64, then four per power of two (80, 96, 112, 128,
- * 160, ..., 28672, 32768).  Neighbours above 64 B are at most 25% apart;
- * below, the 16-byte alignment of every block forces steps of 16 B.  Every
- * class size is a multiple of 16, so blocks carved from a page-aligned span
- * stay 16-byte aligned without any per-object header.
+ * Classes: 16, 32, ..., 128 in steps of 16, then eight per power of two
+ * (144, 160, ..., 256, 288, ..., 28672, 30720, 32768).  Neighbours are at
+ * most 14% apart from 112 B up (12.5% from 128 B); below, the 16-byte
+ * alignment of every block forces steps of 16 B.  Every class size is a
+ * multiple of 16, so blocks carved from a page-aligned span stay 16-byte
+ * aligned without any per-object header.
  */
-#define NUM_SIZE_CLASSES 40
+#define NUM_SIZE_CLASSES 72
 #define SMALL_MAX ((size_t)32768)
 
 AO_GPL_INLINE unsigned size_to_class(size_t sz)
 {
   unsigned k;
 
-  if (sz <= 64)
+  if (sz <= 128)
     return sz == 0 ? 0 : (unsigned)((sz - 1) >> 4);
-  /* 2^k < sz <= 2^(k+1): the class is the quarter of that octave. */
+  /* 2^k < sz <= 2^(k+1): the class is the eighth of that octave. */
   k = (unsigned)(8 * sizeof(unsigned long) - 1)
       - (unsigned)__builtin_clzl((unsigned long)(sz - 1));
-  return (k - 6) * 4 + (unsigned)((sz - 1) >> (k - 2));
+  return (k - 7) * 8 + (unsigned)((sz - 1) >> (k - 3));
 }
 
 static inline size_t class_size(unsigned c)
 {
-  if (c < 4)
+  if (c < 8)
     return (size_t)(c + 1) * 16;
-  c -= 4;
-  return (size_t)(5 + c % 4) << (6 + c / 4 - 2);
+  c -= 8;
+  return (size_t)(9 + c % 8) << (7 + c / 8 - 3);
 }
 
 /* Pages per span: room for at least 8 blocks, at least 16 KiB (so tiny
