@@ -43,7 +43,7 @@ static AO_GPL_NOINLINE void free_large(struct span *d, struct large_header *h)
 
 void AO_free(void *p)
 {
-  struct large_header *large;
+  struct large_header *large = NULL;
   struct span *d;
 
   if (p == NULL)

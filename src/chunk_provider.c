@@ -3,27 +3,12 @@
 #include "internal.h"
 
 /*
- * A region is a page-aligned range managed by a bitmap (1 = page in use)
- * and a page map (the span owning each page).  There is the static heap,
- * and after AO_malloc_enable_mmap() any number of SEGMENT_SIZE-aligned
- * segments whose first pages hold their own region header.  Regions are
- * never unmapped, so metadata and pages can always be read, even through a
- * stale pointer: that is what makes the lock-free layers above safe.
+ * Regions (struct region, internal.h): the static heap and the segments.
  *
  * Page runs are claimed with one CAS on one bitmap word, so a run never
  * crosses a word (MAX_RUN_PAGES).  Claiming and releasing are lock-free: a
  * CAS fails only because another thread changed the same word.
  */
-struct region {
-  unsigned kind;                 /* enum region_kind; must be first */
-  unsigned npages;               /* pages covered, metadata included */
-  char *base;                    /* address of page 0 */
-  struct region *next;           /* segment list: insert-only */
-  volatile AO_t *bitmap;         /* npages bits; 1 = in use */
-  volatile AO_t *dirty;          /* 1 = released since the last trim */
-  struct span *volatile *owner;  /* page map: owning span per page */
-};
-
 #define WORDS(pages) (((pages) + BITMAP_BITS - 1) / BITMAP_BITS)
 #define STATIC_WORDS WORDS(STATIC_PAGES)
 /* Bits past the end of the static heap start (and stay) in use. */
@@ -39,7 +24,7 @@ static struct span *volatile static_owner[STATIC_PAGES];
 
 /* Everything is a constant initializer: no lazy setup, so the very first
  * AO_malloc may be interrupted anywhere by a handler that allocates. */
-static struct region static_region = {
+struct region ao_gpl_static_region = {
   REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, NULL,
   static_bitmap, static_dirty, static_owner
 };
@@ -58,15 +43,6 @@ struct segment_layout {
 };
 #define SEGMENT_META_PAGES \
   ((sizeof(struct segment_layout) + PAGE_SIZE - 1) / PAGE_SIZE)
-
-static struct region *region_of(const void *p)
-{
-  uintptr_t a = (uintptr_t)p;
-
-  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
-    return &static_region;
-  return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
-}
 
 static AO_t run_mask(unsigned npages)
 {
@@ -146,7 +122,7 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
   for (;;) {
     struct region *r;
 
-    if (region_claim(&static_region, npages, out))
+    if (region_claim(&ao_gpl_static_region, npages, out))
       return 1;
     for (r = (struct region *)AO_load_acquire(&segments); r != NULL;
          r = r->next)
@@ -249,7 +225,7 @@ static int segment_trim_owner_map(struct segment_layout *s)
 
 int chunk_trim(void)
 {
-  struct region *r = &static_region;
+  struct region *r = &ao_gpl_static_region;
   int released = 0;
 
   while (r != NULL) {
@@ -259,7 +235,7 @@ int chunk_trim(void)
       released |= word_trim(r, w);
     if (r->kind == REGION_SEGMENT)
       released |= segment_trim_owner_map((struct segment_layout *)r);
-    r = r == &static_region ? (struct region *)AO_load_acquire(&segments)
+    r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
                             : r->next;
   }
   return released;
@@ -274,13 +250,3 @@ void chunk_set_owner(const struct page_run *run, struct span *d)
     r->owner[run->first + i] = d;
 }
 
-struct span *chunk_owner(const void *p, struct large_header **large)
-{
-  struct region *r = region_of(p);
-
-  if (r->kind == REGION_LARGE) {
-    *large = (struct large_header *)r;
-    return NULL;
-  }
-  return r->owner[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
-}

@@ -86,9 +86,50 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out);
 void chunk_free_pages(const struct page_run *run);
 /* Record d as the owner of every page of run (the page map). */
 void chunk_set_owner(const struct page_run *run, struct span *d);
+
+/*
+ * A region is a page-aligned range managed by a bitmap (1 = page in use)
+ * and a page map (the span owning each page): the static heap, and after
+ * AO_malloc_enable_mmap() any number of SEGMENT_SIZE-aligned segments whose
+ * first pages hold their own region header.  Regions are never unmapped, so
+ * metadata and pages can always be read, even through a stale pointer:
+ * that is what makes the lock-free layers above safe.  Declared here so
+ * that the page-map lookup of AO_free is inline.
+ */
+struct region {
+  unsigned kind;                 /* enum region_kind; must be first */
+  unsigned npages;               /* pages covered, metadata included */
+  char *base;                    /* address of page 0 */
+  struct region *next;           /* segment list: insert-only */
+  volatile AO_t *bitmap;         /* npages bits; 1 = in use */
+  volatile AO_t *dirty;          /* 1 = released since the last trim */
+  struct span *volatile *owner;  /* page map: owning span per page */
+};
+
+extern struct region ao_gpl_static_region;
+
+AO_GPL_INLINE struct region *region_of(const void *p)
+{
+  uintptr_t a = (uintptr_t)p;
+
+  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
+    return &ao_gpl_static_region;
+  return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
+}
+
 /* The owner of the page holding p; NULL with *large set when p lies in a
  * direct large mapping, whose header is returned through *large. */
-struct span *chunk_owner(const void *p, struct large_header **large);
+AO_GPL_INLINE struct span *chunk_owner(const void *p,
+                                       struct large_header **large)
+{
+  struct region *r = region_of(p);
+
+  if (AO_GPL_UNLIKELY(r->kind == REGION_LARGE)) {
+    *large = (struct large_header *)r;
+    return NULL;
+  }
+  return r->owner[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
+}
 /* Release the physical memory of free pages that were used since the last
  * trim; 1 if any was released. */
 int chunk_trim(void);
@@ -162,7 +203,10 @@ struct span *span_descriptor_get(void);
 void span_descriptor_put(struct span *d);
 struct span *span_new_run(size_t size, int grow, void **mem);
 void span_free_run(struct span *d);
-struct span *span_of(const void *p, struct large_header **large);
+AO_GPL_INLINE struct span *span_of(const void *p, struct large_header **large)
+{
+  return chunk_owner(p, large);
+}
 
 /* ---- central.c: per-class lists of spans with free blocks. ---- */
 #define CENTRAL_SHARDS 4

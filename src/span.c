@@ -322,7 +322,3 @@ void span_free_run(struct span *d)
   span_recycle(d);
 }
 
-struct span *span_of(const void *p, struct large_header **large)
-{
-  return chunk_owner(p, large);
-}
