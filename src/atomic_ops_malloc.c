@@ -33,28 +33,30 @@ void *AO_malloc(size_t sz)
   return malloc_large(sz);
 }
 
-static AO_GPL_NOINLINE void free_large(struct span *d, struct large_header *h)
+/* Everything but a small block going into this thread's cache. */
+static AO_GPL_NOINLINE void free_slow(void *p)
 {
+  struct large_header *large = NULL;
+  struct span *d = span_of(p, &large);
+
   if (d == NULL)
-    large_free_mapping(h);
+    large_free_mapping(large);
+  else if (d->kind == SPAN_SMALL)
+    central_free(d, p);
   else if (!cache_free_run(d))
     large_free_run(d);
 }
 
 void AO_free(void *p)
 {
-  struct large_header *large = NULL;
-  struct span *d;
+  unsigned c;
 
   if (p == NULL)
     return;
-  d = span_of(p, &large);
-  if (AO_GPL_LIKELY(d != NULL && d->kind == SPAN_SMALL)) {
-    if (!cache_free(d->size_class, p))
-      central_free(d, p);
+  c = page_class_of(p);
+  if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES) && cache_free(c, p))
     return;
-  }
-  free_large(d, large);
+  free_slow(p);
 }
 
 void AO_malloc_enable_mmap(void)

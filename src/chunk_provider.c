@@ -20,14 +20,23 @@ static volatile AO_t static_bitmap[STATIC_WORDS] = {
   [STATIC_WORDS - 1] = STATIC_TAIL_MASK
 };
 static volatile AO_t static_dirty[STATIC_WORDS];
+static unsigned char static_page_class[STATIC_PAGES];
 static struct span *volatile static_owner[STATIC_PAGES];
 
 /* Everything is a constant initializer: no lazy setup, so the very first
  * AO_malloc may be interrupted anywhere by a handler that allocates. */
 struct region ao_gpl_static_region = {
-  REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, NULL,
+  REGION_STATIC, STATIC_PAGES, ao_gpl_static_heap, static_page_class, NULL,
   static_bitmap, static_dirty, static_owner
 };
+
+const unsigned char ao_gpl_no_page_class = PAGE_CLASS_NONE;
+
+/* struct large_header mirrors the start of struct region (internal.h). */
+typedef char large_header_layout_check[
+    (offsetof(struct large_header, base) == offsetof(struct region, base)
+     && offsetof(struct large_header, page_class)
+            == offsetof(struct region, page_class)) ? 1 : -1];
 
 /* Insert-only list of segments, newest first (a struct region *). */
 static volatile AO_t segments;
@@ -37,6 +46,7 @@ struct segment_layout {
   struct region header;
   volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
   volatile AO_t dirty[WORDS(SEGMENT_PAGES)];
+  unsigned char page_class[SEGMENT_PAGES];
   /* On its own pages, so a trim can drop it while the segment is empty. */
   struct span *volatile owner[SEGMENT_PAGES]
       __attribute__((__aligned__(PAGE_SIZE)));
@@ -105,6 +115,7 @@ static AO_GPL_NOINLINE int segment_add(void)
   s->header.base = (char *)s;
   s->header.bitmap = s->bitmap;
   s->header.dirty = s->dirty;
+  s->header.page_class = s->page_class;
   s->header.owner = s->owner;
   for (i = 0; i < meta; i++)     /* the metadata pages are never handed out */
     s->bitmap[i / BITMAP_BITS] |= (AO_t)1 << (i % BITMAP_BITS);
@@ -246,7 +257,11 @@ void chunk_set_owner(const struct page_run *run, struct span *d)
   struct region *r = region_of(run->page_base);
   unsigned i;
 
-  for (i = 0; i < run->npages; i++)
+  unsigned char c = d->kind == SPAN_SMALL ? d->size_class : PAGE_CLASS_NONE;
+
+  for (i = 0; i < run->npages; i++) {
     r->owner[run->first + i] = d;
+    r->page_class[run->first + i] = c;
+  }
 }
 

@@ -12,6 +12,10 @@
 
 #include "atomic_ops_stack.h"
 
+/* Every internal symbol is hidden, declarations included, so that internal
+ * data is reached PC-relative, not through the GOT. */
+#pragma GCC visibility push(hidden)
+
 #ifndef AO_GPL_STATIC_HEAP_SIZE
 # define AO_GPL_STATIC_HEAP_SIZE (2u << 20)
 #endif
@@ -65,11 +69,20 @@ struct span;
  * found by masking an address (segment or direct large mapping). */
 enum region_kind { REGION_STATIC = 1, REGION_SEGMENT = 2, REGION_LARGE = 3 };
 
-/* Header at the start of a directly mapped large object. */
+/* The page-class byte of pages that hold no small blocks. */
+#define PAGE_CLASS_NONE 0xff
+
+/* Header at the start of a directly mapped large object.  Its first four
+ * fields are laid out as in struct region, so that AO_free's page-class
+ * lookup reads PAGE_CLASS_NONE for it without testing the kind first. */
 struct large_header {
   unsigned kind;                 /* REGION_LARGE */
+  unsigned unused;
+  char *base;                    /* the header itself */
+  const unsigned char *page_class;   /* -> a PAGE_CLASS_NONE byte */
   size_t map_size;               /* bytes mapped, header included */
 };
+extern const unsigned char ao_gpl_no_page_class;
 #define LARGE_HEADER_SIZE 64     /* keeps the user pointer 16-aligned */
 
 /* A claimed run of pages; the region is found again from page_base. */
@@ -100,6 +113,9 @@ struct region {
   unsigned kind;                 /* enum region_kind; must be first */
   unsigned npages;               /* pages covered, metadata included */
   char *base;                    /* address of page 0 */
+  /* Size class of the small blocks on each page, else PAGE_CLASS_NONE:
+   * AO_free's fast path needs nothing else. */
+  unsigned char *page_class;
   struct region *next;           /* segment list: insert-only */
   volatile AO_t *bitmap;         /* npages bits; 1 = in use */
   volatile AO_t *dirty;          /* 1 = released since the last trim */
@@ -115,6 +131,14 @@ AO_GPL_INLINE struct region *region_of(const void *p)
   if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
     return &ao_gpl_static_region;
   return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
+}
+
+/* The size class of the small block p, or PAGE_CLASS_NONE. */
+AO_GPL_INLINE unsigned page_class_of(const void *p)
+{
+  struct region *r = region_of(p);
+
+  return r->page_class[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
 }
 
 /* The owner of the page holding p; NULL with *large set when p lies in a
@@ -235,5 +259,7 @@ int large_trim(void);
 void ao_stack_alf_push(volatile AO_t *head, volatile AO_t *slots,
                        AO_t *element);
 AO_t *ao_stack_alf_pop(volatile AO_t *head, volatile AO_t *slots);
+
+#pragma GCC visibility pop
 
 #endif /* AO_GPL_INTERNAL_H */

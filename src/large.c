@@ -81,6 +81,8 @@ static void *map_large(size_t size)
     if (h == NULL)
       return NULL;
     h->kind = REGION_LARGE;
+    h->base = (char *)h;
+    h->page_class = &ao_gpl_no_page_class;
     h->map_size = map_size;
   }
   return (char *)h + LARGE_HEADER_SIZE;

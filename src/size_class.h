@@ -16,10 +16,22 @@
 #define NUM_SIZE_CLASSES 72
 #define SMALL_MAX ((size_t)32768)
 
+/* The class of sizes up to 1 KiB by (size + 15) / 16: every class size is
+ * a multiple of 16, so the class is constant on each 16-byte step. */
+static const unsigned char small_class_of[65] = {
+  0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+  12, 13, 14, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20,
+  20, 21, 21, 22, 22, 23, 23, 24, 24, 24, 24, 25, 25,
+  25, 25, 26, 26, 26, 26, 27, 27, 27, 27, 28, 28, 28,
+  28, 29, 29, 29, 29, 30, 30, 30, 30, 31, 31, 31, 31
+};
+
 AO_GPL_INLINE unsigned size_to_class(size_t sz)
 {
   unsigned k;
 
+  if (AO_GPL_LIKELY(sz <= 1024))
+    return small_class_of[(sz + 15) >> 4];
   if (sz <= 128)
     return sz == 0 ? 0 : (unsigned)((sz - 1) >> 4);
   /* 2^k < sz <= 2^(k+1): the class is the eighth of that octave. */

@@ -4,11 +4,15 @@
 
 #include <pthread.h>
 
-__thread struct thread_cache *ao_gpl_tcache
-    __attribute__((__tls_model__("initial-exec")));
+struct thread_cache ao_gpl_no_cache = { .busy = 1 };
 
-/* Set while this thread creates its cache: a handler interrupting the
- * creation must not create a second one. */
+__thread struct thread_cache *ao_gpl_tcache
+    __attribute__((__tls_model__("initial-exec"))) = &ao_gpl_no_cache;
+
+/* Set while this thread creates its cache (a handler interrupting the
+ * creation must not create a second one), and for good once the thread's
+ * cache was flushed at exit: a handler or a later destructor allocating on
+ * an exiting thread then uses the shared lists, and leaves nothing behind. */
 static __thread int creating __attribute__((__tls_model__("initial-exec")));
 
 /*
@@ -80,7 +84,7 @@ void *cache_alloc_slow(unsigned size_class)
   void *chain = NULL, *p;
   unsigned n;
 
-  if (tc == NULL)
+  if (tc == &ao_gpl_no_cache)
     tc = cache_create();
   if (tc == NULL || tc->busy)
     return central_alloc(size_class);       /* nested, or no cache */
@@ -137,7 +141,7 @@ void *cache_alloc_run(size_t size)
   unsigned npages = (unsigned)((size + PAGE_SIZE - 1) >> PAGE_SHIFT), i;
   void *p = NULL;
 
-  if (tc == NULL || tc->busy)
+  if (tc->busy)
     return NULL;
   tc->busy = 1;
   AO_compiler_barrier();
@@ -163,7 +167,7 @@ int cache_free_run(struct span *d)
   struct span *evicted = NULL;
   unsigned i, slot = 0;
 
-  if (tc == NULL || tc->busy || bytes > RUN_CACHE_BYTES)
+  if (tc->busy || bytes > RUN_CACHE_BYTES)
     return 0;
   tc->busy = 1;
   AO_compiler_barrier();
@@ -224,7 +228,7 @@ void cache_flush_self(void)
 {
   struct thread_cache *tc = ao_gpl_tcache;
 
-  if (tc == NULL || tc->busy)
+  if (tc->busy)
     return;
   tc->busy = 1;
   AO_compiler_barrier();
@@ -239,13 +243,14 @@ static void cache_thread_exit(void *arg)
   struct thread_cache *tc = arg;
   struct large_header *large;
 
-  if (tc == NULL)
+  if (tc == NULL || tc == &ao_gpl_no_cache)
     return;
+  creating = 1;                      /* no new cache on this thread */
   tc->busy = 1;
   AO_compiler_barrier();
   cache_flush_all(tc);
   if (ao_gpl_tcache == tc)
-    ao_gpl_tcache = NULL;
+    ao_gpl_tcache = &ao_gpl_no_cache;
   AO_compiler_barrier();
   central_free(span_of(tc, &large), tc);
 }

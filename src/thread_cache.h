@@ -29,6 +29,10 @@ struct cache_bin {
   unsigned limit;                /* above it, flush down to limit / 2 */
 };
 
+/* A thread without a cache points at this one: always busy, so the fast
+ * paths need no NULL test and fall to the slow path, which creates one. */
+extern struct thread_cache ao_gpl_no_cache;
+
 struct thread_cache {
   volatile int busy;             /* the owner is inside a cache operation */
   unsigned shard;                /* preferred central shard */
@@ -51,7 +55,7 @@ AO_GPL_INLINE void *cache_alloc(unsigned size_class)
 {
   struct thread_cache *tc = ao_gpl_tcache;
 
-  if (AO_GPL_LIKELY(tc != NULL && !tc->busy)) {
+  if (AO_GPL_LIKELY(!tc->busy)) {
     struct cache_bin *b = &tc->bins[size_class];
     void *p;
 
@@ -75,7 +79,7 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
 {
   struct thread_cache *tc = ao_gpl_tcache;
 
-  if (AO_GPL_LIKELY(tc != NULL && !tc->busy)) {
+  if (AO_GPL_LIKELY(!tc->busy)) {
     struct cache_bin *b = &tc->bins[size_class];
 
     tc->busy = 1;
