@@ -36,74 +36,96 @@ static inline void list_push(struct span *d)
   lf_stack_push(&lists[d->shard][d->size_class].partial, &d->link);
 }
 
-/* No listed span had room: carve a new span from pages at hand, else
- * retire wholly free spans of every class and retry, and only then map a
- * new segment (when mmap is enabled).  The span is taken whole. */
+/* A new span for the shard, with block 0 taken.  Steps, cheapest first:
+ * 0 = pages at hand only; 1 = also retire wholly free spans of every class
+ * and map a new segment (when mmap is enabled). */
 static AO_GPL_NOINLINE struct span *central_grow(unsigned size_class,
-                                                  unsigned shard,
+                                                  unsigned shard, int step,
                                                   void **block)
 {
   struct span *d = span_new_small(size_class, 0, block);
 
-  if (d == NULL && central_reclaim() > 0)
-    d = span_new_small(size_class, 0, block);
-  if (d == NULL)
-    d = span_new_small(size_class, 1, block);
+  if (d == NULL && step > 0) {
+    if (central_reclaim() > 0)
+      d = span_new_small(size_class, 0, block);
+    if (d == NULL)
+      d = span_new_small(size_class, 1, block);
+  }
   if (d != NULL)
     d->shard = (unsigned char)shard;
   return d;
 }
 
+/* Take up to want blocks from a span whose token we hold; relist it if
+ * blocks remain.  0 if it turned out full or retired (token dropped). */
+static unsigned take_from(struct span *d, unsigned want, void **chain)
+{
+  enum take_result r;
+  unsigned n = span_take_batch(d, want, chain, &r);
+
+  switch (r) {
+  case TAKE_OK_MORE:
+    list_push(d);
+    break;
+  case TAKE_OK:
+  case TAKE_FULL:        /* token dropped: a later free relists it */
+    break;
+  case TAKE_RETIRED:     /* its pages are gone: only the descriptor is left */
+    span_recycle(d);
+    break;
+  }
+  return n;
+}
+
+/* A freshly carved span: block 0 is taken, take more, then list it. */
+static unsigned take_from_new(struct span *d, void *first, unsigned want,
+                              void **chain)
+{
+  unsigned n = 1;
+
+  *(void **)first = NULL;
+  *chain = first;
+  if (d->capacity == 1)
+    return 1;                          /* LISTED was never set */
+  if (want > 1) {
+    void *more;
+
+    n += take_from(d, want - 1, &more);
+    if (n > 1)
+      *(void **)first = more;
+  } else {
+    list_push(d);
+  }
+  return n;
+}
+
+/*
+ * Own shard first; then a new span from pages at hand (so that threads
+ * keep to their own spans and do not write to each other's cache lines);
+ * then other shards; only then retire free spans or map more memory.
+ */
 unsigned central_alloc_batch(unsigned size_class, unsigned shard,
                              unsigned want, void **chain)
 {
-  unsigned tries = 0;
+  unsigned tries, n;
+  int step;
+  void *first;
+  struct span *d;
 
-  for (;;) {
-    AO_stack_t *list = &lists[(shard + tries) % CENTRAL_SHARDS][size_class]
-                            .partial;
-    struct span *d = (struct span *)lf_stack_pop(list);
-    enum take_result r;
-    unsigned n;
+  for (step = 0; step < 2; step++) {
+    for (tries = 0; tries < CENTRAL_SHARDS; tries++) {
+      AO_stack_t *list =
+          &lists[(shard + tries) % CENTRAL_SHARDS][size_class].partial;
 
-    if (d == NULL) {
-      void *first;
-
-      if (++tries < CENTRAL_SHARDS)
-        continue;                      /* steal from the next shard */
-      d = central_grow(size_class, shard, &first);
-      if (d == NULL)
-        return 0;
-      *(void **)first = NULL;
-      *chain = first;
-      n = 1;
-      /* The new span is ours (LISTED, token held): take more from it. */
-      if (want > 1 && d->capacity > 1) {
-        void *more;
-        n += span_take_batch(d, want - 1, &more, &r);
-        if (n > 1)
-          *(void **)first = more;
-        if (r == TAKE_OK_MORE)
-          list_push(d);
-      } else if (d->capacity > 1) {
-        list_push(d);
-      }
-      return n;
-    }
-    n = span_take_batch(d, want, chain, &r);
-    switch (r) {
-    case TAKE_OK_MORE:
-      list_push(d);
-      return n;
-    case TAKE_OK:
-      return n;
-    case TAKE_FULL:      /* token dropped: a later free relists it */
-      break;
-    case TAKE_RETIRED:   /* its pages are gone: only the descriptor is left */
-      span_recycle(d);
-      break;
+      while ((d = (struct span *)lf_stack_pop(list)) != NULL)
+        if ((n = take_from(d, want, chain)) > 0)
+          return n;
+      if (tries == 0
+          && (d = central_grow(size_class, shard, step, &first)) != NULL)
+        return take_from_new(d, first, want, chain);
     }
   }
+  return 0;
 }
 
 void *central_alloc(unsigned size_class)
