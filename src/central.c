@@ -100,32 +100,33 @@ static unsigned take_from_new(struct span *d, void *first, unsigned want,
 }
 
 /*
- * Own shard first; then a new span from pages at hand (so that threads
- * keep to their own spans and do not write to each other's cache lines);
- * then other shards; only then retire free spans or map more memory.
+ * Own shard first.  Where memory can grow (mmap enabled), then a new span
+ * from pages at hand, so that threads keep to their own spans and do not
+ * write to each other's cache lines; with the static heap alone, other
+ * shards' spans come first, since a span per shard and class would not
+ * fit.  Only then retire free spans or map more memory.
  */
 unsigned central_alloc_batch(unsigned size_class, unsigned shard,
                              unsigned want, void **chain)
 {
+  int plentiful = span_memory_can_grow();
   unsigned tries, n;
-  int step;
   void *first;
   struct span *d;
 
-  for (step = 0; step < 2; step++) {
-    for (tries = 0; tries < CENTRAL_SHARDS; tries++) {
-      AO_stack_t *list =
-          &lists[(shard + tries) % CENTRAL_SHARDS][size_class].partial;
+  for (tries = 0; tries < CENTRAL_SHARDS; tries++) {
+    AO_stack_t *list =
+        &lists[(shard + tries) % CENTRAL_SHARDS][size_class].partial;
 
-      while ((d = (struct span *)lf_stack_pop(list)) != NULL)
-        if ((n = take_from(d, want, chain)) > 0)
-          return n;
-      if (tries == 0
-          && (d = central_grow(size_class, shard, step, &first)) != NULL)
-        return take_from_new(d, first, want, chain);
-    }
+    while ((d = (struct span *)lf_stack_pop(list)) != NULL)
+      if ((n = take_from(d, want, chain)) > 0)
+        return n;
+    if (tries == 0 && plentiful
+        && (d = central_grow(size_class, shard, 0, &first)) != NULL)
+      return take_from_new(d, first, want, chain);
   }
-  return 0;
+  d = central_grow(size_class, shard, 1, &first);
+  return d != NULL ? take_from_new(d, first, want, chain) : 0;
 }
 
 void *central_alloc(unsigned size_class)

@@ -222,6 +222,8 @@ void span_set_link(void *block, unsigned next_index);
 int span_try_retire(struct span *d);
 /* The token holder of a RETIRED span gives its descriptor back. */
 void span_recycle(struct span *d);
+/* 1 when new memory can be mapped (AO_malloc_enable_mmap was called). */
+int span_memory_can_grow(void);
 /* Spare descriptors, e.g. as nodes of the large-object cache. */
 struct span *span_descriptor_get(void);
 void span_descriptor_put(struct span *d);

@@ -322,3 +322,8 @@ void span_free_run(struct span *d)
   span_recycle(d);
 }
 
+
+int span_memory_can_grow(void)
+{
+  return os_mmap_enabled();
+}
