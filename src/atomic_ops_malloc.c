@@ -41,8 +41,10 @@ static AO_GPL_NOINLINE void free_slow(void *p)
 
   if (d == NULL)
     large_free_mapping(large);
-  else if (d->kind == SPAN_SMALL)
-    central_free(d, p);
+  else if (d->kind == SPAN_SMALL) {
+    if (!cache_free_slow(d->size_class, p))
+      central_free(d, p);
+  }
   else if (!cache_free_run(d))
     large_free_run(d);
 }

@@ -115,6 +115,14 @@ void *cache_alloc_slow(unsigned size_class)
   return p;
 }
 
+int cache_free_slow(unsigned size_class, void *p)
+{
+  /* A thread that only frees (a consumer) gets a cache too. */
+  if (ao_gpl_tcache == &ao_gpl_no_cache && cache_create() == NULL)
+    return 0;
+  return cache_free(size_class, p);
+}
+
 /* Called with tc->busy set: keep the newest limit / 2 blocks. */
 void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b)
 {

@@ -45,6 +45,8 @@ extern __thread struct thread_cache *ao_gpl_tcache
     __attribute__((__tls_model__("initial-exec")));
 
 void *cache_alloc_slow(unsigned size_class);
+/* 1 if p went into this thread's cache, creating the cache if need be. */
+int cache_free_slow(unsigned size_class, void *p);
 void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
 void *cache_alloc_run(size_t size);
 int cache_free_run(struct span *d);
