@@ -92,7 +92,17 @@ static struct span *descriptor_get(int grow)
   }
   if (!chunk_alloc_pages(1, grow, &run))
     return NULL;
+  /* The page may hold old data: every descriptor gets a RETIRED anchor
+   * before it is linked anywhere, since central_reclaim's walk may follow
+   * links into the pool and must find nothing to retire there. */
   d = (struct span *)run.page_base;
+  for (i = 0; i < DESCRIPTORS_PER_PAGE; i++) {
+    d[i].kind = 0;
+    d[i].capacity = 0;
+    d[i].anchor.AO_val1 = ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED;
+    d[i].anchor.AO_val2 = 0;
+  }
+  AO_nop_full();
   for (i = 1; i < DESCRIPTORS_PER_PAGE; i++)
     lf_stack_push(&descriptor_pool, &d[i].link);
   return d;
@@ -270,7 +280,8 @@ int span_try_retire(struct span *d)
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
     struct page_run run = d->run;
 
-    if ((v1 & ANCHOR_RETIRED) || COUNT(v1) != d->capacity)
+    if ((v1 & ANCHOR_RETIRED) || d->kind != SPAN_SMALL
+        || COUNT(v1) != d->capacity || d->capacity == 0)
       return 0;
     /* Every block is free.  The fields read above belong to the anchor
      * value we saw: if the descriptor was recycled since, the tag moved and
