@@ -48,15 +48,16 @@ static inline size_t class_size(unsigned c)
   return (size_t)(9 + c % 8) << (7 + c / 8 - 3);
 }
 
-/* Pages per span: room for at least 8 blocks, at least 16 KiB (so tiny
- * classes are not carved too often), at most 128 KiB (so a span of a big
- * class does not hog a 2 MiB static heap). */
-static inline unsigned class_span_pages(unsigned c)
+/* Pages per span: room for at least 8 blocks, at least 16 KiB (64 KiB
+ * once memory can grow by mmap: fewer descriptors and carvings), at most
+ * 128 KiB (so a span of a big class does not hog a 2 MiB static heap). */
+static inline unsigned class_span_pages(unsigned c, int plentiful)
 {
   size_t pages = (class_size(c) * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
+  size_t least = plentiful ? 16 : 4;
 
-  if (pages < 4)
-    pages = 4;
+  if (pages < least)
+    pages = least;
   if (pages > 32)
     pages = 32;
   return (unsigned)pages;

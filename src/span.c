@@ -131,7 +131,8 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
   unsigned cap, i;
-  struct span *d = span_claim(class_span_pages(size_class), grow);
+  struct span *d = span_claim(class_span_pages(size_class,
+                                               os_mmap_enabled()), grow);
   char *blocks;
 
   if (d == NULL)
