@@ -215,22 +215,31 @@ static AO_t meta_bits(unsigned w)
   return meta - lo >= BITMAP_BITS ? ~(AO_t)0 : ((AO_t)1 << (meta - lo)) - 1;
 }
 
-/* A segment with no page in use: claim all of it (so nobody can write the
- * page map meanwhile), drop the page map's memory, release the claim. */
+/* For each page of the page map whose pages are all free: claim those
+ * pages (so nobody can write that part of the page map meanwhile), drop
+ * the page map page's memory, release the claim. */
+#define OWNERS_PER_PAGE (PAGE_SIZE / sizeof(struct span *))
+#define WORDS_PER_OWNER_PAGE (OWNERS_PER_PAGE / BITMAP_BITS)
+
 static int segment_trim_owner_map(struct segment_layout *s)
 {
-  unsigned w, claimed = 0, words = (unsigned)WORDS(SEGMENT_PAGES);
+  unsigned g, w, claimed, groups = (unsigned)(SEGMENT_PAGES / OWNERS_PER_PAGE);
   int released = 0;
 
-  for (w = 0; w < words; w++) {
-    if (!AO_compare_and_swap_full(&s->bitmap[w], meta_bits(w), ~(AO_t)0))
-      break;
-    claimed++;
+  for (g = 0; g < groups; g++) {
+    unsigned first = g * (unsigned)WORDS_PER_OWNER_PAGE;
+
+    for (claimed = 0; claimed < WORDS_PER_OWNER_PAGE; claimed++) {
+      w = first + claimed;
+      if (!AO_compare_and_swap_full(&s->bitmap[w], meta_bits(w), ~(AO_t)0))
+        break;
+    }
+    if (claimed == WORDS_PER_OWNER_PAGE)
+      released |= os_release((void *)&s->owner[g * OWNERS_PER_PAGE],
+                             PAGE_SIZE);
+    for (w = first; w < first + claimed; w++)
+      AO_store_release(&s->bitmap[w], meta_bits(w));
   }
-  if (claimed == words)
-    released = os_release((void *)s->owner, sizeof(s->owner));
-  for (w = 0; w < claimed; w++)
-    AO_store_release(&s->bitmap[w], meta_bits(w));
   return released;
 }
 

@@ -13,9 +13,9 @@
  *     and large ones, every other one freed (so spans are partly free), a
  *     trim, then every survivor is verified; new blocks allocated after the
  *     trim are written and verified next to them.
- *  3. Concurrently: worker threads allocate, write, verify and free blocks
- *     of all sizes in loops while the main thread calls AO_malloc_trim() in
- *     a tight loop (and allocates a little in between).
+ *  3. Concurrently (first thing in the process): worker threads allocate,
+ *     write, verify and free blocks of 0..32 KiB in loops while the main
+ *     thread calls AO_malloc_trim() in a tight loop.
  *  4. From a signal handler: raise() runs a handler that calls
  *     AO_malloc_trim() and then allocates, while the main thread holds live
  *     blocks and has just filled its cache; then the workers of 3 run again
@@ -232,6 +232,9 @@ static atomic_ulong worker_ops[MAXW];
 static atomic_int stop_workers, stop_signaller;
 static pthread_t workers[MAXW], main_thread;
 static int nworkers;
+/* workers: sizes uniform in 0..32 KiB (spans of the big classes come and
+ * go all the time), else mostly small, some large */
+static int uniform_sizes;
 
 static void trim_handler(int sig)
 {
@@ -324,9 +327,12 @@ static void *worker_main(void *arg)
       in_alloc = 0;
       l->p = NULL;
     } else {
-      l->size = tu_below(&wrng, 32) == 0
-                ? 100000 + tu_logsize(&wrng, (size_t)1 << 20)
-                : tu_logsize(&wrng, tu_below(&wrng, 4) ? 1024 : 32768);
+      if (uniform_sizes)
+        l->size = (size_t)tu_below(&wrng, 32769);
+      else
+        l->size = tu_below(&wrng, 32) == 0
+                  ? 100000 + tu_logsize(&wrng, (size_t)1 << 20)
+                  : tu_logsize(&wrng, tu_below(&wrng, 4) ? 1024 : 32768);
       in_alloc = 1;
       l->p = AO_malloc(l->size);
       in_alloc = 0;
@@ -363,8 +369,10 @@ static void *signaller_main(void *arg)
   return NULL;
 }
 
-/* Workers allocate and free; the main thread trims in a tight loop, and
- * with `signals` a helper thread also makes handlers trim on every thread. */
+/* Workers allocate and free; the main thread trims in a loop, and with
+ * `signals` a helper thread also makes handlers trim on every thread.
+ * Without signals, the workers use uniform sizes and the main thread does
+ * little but trim. */
 static void storm_phase(const char *name, double secs, int signals)
 {
   pthread_t sig_thread;
@@ -377,6 +385,7 @@ static void storm_phase(const char *name, double secs, int signals)
   if (nworkers > MAXW)
     nworkers = MAXW;
   main_thread = pthread_self();
+  uniform_sizes = !signals;
   atomic_store(&stop_workers, 0);
   atomic_store(&stop_signaller, 0);
   atomic_store(&trims_in_handlers, 0);
@@ -397,9 +406,9 @@ static void storm_phase(const char *name, double secs, int signals)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
   while (tu_now() < end) {
     int k, r;
-    /* short-lived blocks up to 600 KB: spans, page runs and mappings come
-     * and go between the trims */
-    for (k = 0; k < 50; k++) {
+    /* with signals: short-lived blocks up to 600 KB, so that spans, page
+     * runs and mappings come and go between the trims */
+    for (k = 0; k < (signals ? 50 : 0); k++) {
       size_t sz = (size_t)tu_below(&rng, 600000);
       unsigned char *p = AO_malloc(sz);
       TU_CHECK(p != NULL, "%s: AO_malloc(%zu) returned NULL", name, sz);
@@ -458,7 +467,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
-  tu_watchdog(2 * tu_seconds(1.5) + 60, "the trim test");
+  tu_watchdog(tu_seconds(3.0) + tu_seconds(1.5) + 60, "the trim test");
   rng = tu_seed();
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = trim_handler;
@@ -478,7 +487,7 @@ int main(int argc, char **argv)
   AO_malloc_enable_mmap();
 
   /* first, while the allocator's metadata is still fresh */
-  storm_phase("concurrent trims", tu_seconds(1.5), 0);
+  storm_phase("concurrent trims", tu_seconds(3.0), 0);
   return_round(1, rss0);
   return_round(2, rss0);
   survivors();
