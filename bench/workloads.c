@@ -433,10 +433,31 @@ static inline void ring_push(struct ring *r, size_t *head, size_t *tail_seen,
   atomic_store_explicit(&r->head, ++*head, memory_order_release);
 }
 
+/* Put the calling thread on the n-th CPU it may use, if there are two:
+ * producer and consumer on one CPU would measure the scheduler's
+ * hand-offs, not the allocator's cross-CPU frees. */
+static void pin_to_nth_cpu(int n)
+{
+  cpu_set_t allowed, one;
+  int cpu, seen = 0;
+
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0
+      || CPU_COUNT(&allowed) < 2)
+    return;
+  for (cpu = 0; cpu < CPU_SETSIZE; cpu++)
+    if (CPU_ISSET(cpu, &allowed) && seen++ == n) {
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+      return;
+    }
+}
+
 static void *pc_producer(void *arg)
 {
   struct ring *r = arg;
   size_t head = 0, tail_seen = 0;
+  pin_to_nth_cpu(0);
   pthread_barrier_wait(&r->start);
   while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
     for (unsigned i = 0; i < 256; i++) {
@@ -456,6 +477,7 @@ static void *pc_consumer(void *arg)
   struct ring *r = arg;
   size_t tail = 0, head_seen = 0;
   uint64_t n = 0, sum = 0;
+  pin_to_nth_cpu(1);
   pthread_barrier_wait(&r->start);
   for (;;) {
     unsigned spins = 0;

@@ -56,12 +56,14 @@ static AO_GPL_NOINLINE struct span *central_grow(unsigned size_class,
   return d;
 }
 
-/* Take up to want blocks from a span whose token we hold; relist it if
- * blocks remain.  0 if it turned out full or retired (token dropped). */
-static unsigned take_from(struct span *d, unsigned want, void **chain)
+/* Take blocks (see span_take_batch) from a span whose token we hold;
+ * relist it if blocks remain.  0 if it turned out full or retired (token
+ * dropped). */
+static unsigned take_from(struct span *d, unsigned want, unsigned max,
+                          void **chain)
 {
   enum take_result r;
-  unsigned n = span_take_batch(d, want, chain, &r);
+  unsigned n = span_take_batch(d, want, max, chain, &r);
 
   switch (r) {
   case TAKE_OK_MORE:
@@ -79,7 +81,7 @@ static unsigned take_from(struct span *d, unsigned want, void **chain)
 
 /* A freshly carved span: block 0 is taken, take more, then list it. */
 static unsigned take_from_new(struct span *d, void *first, unsigned want,
-                              void **chain)
+                              unsigned max, void **chain)
 {
   unsigned n = 1;
 
@@ -90,7 +92,7 @@ static unsigned take_from_new(struct span *d, void *first, unsigned want,
   if (want > 1) {
     void *more;
 
-    n += take_from(d, want - 1, &more);
+    n += take_from(d, want - 1, max - 1, &more);
     if (n > 1)
       *(void **)first = more;
   } else {
@@ -107,7 +109,7 @@ static unsigned take_from_new(struct span *d, void *first, unsigned want,
  * fit.  Only then retire free spans or map more memory.
  */
 unsigned central_alloc_batch(unsigned size_class, unsigned shard,
-                             unsigned want, void **chain)
+                             unsigned want, unsigned max, void **chain)
 {
   int plentiful = span_memory_can_grow();
   unsigned tries, n;
@@ -119,21 +121,21 @@ unsigned central_alloc_batch(unsigned size_class, unsigned shard,
         &lists[(shard + tries) % CENTRAL_SHARDS][size_class].partial;
 
     while ((d = (struct span *)lf_stack_pop(list)) != NULL)
-      if ((n = take_from(d, want, chain)) > 0)
+      if ((n = take_from(d, want, max, chain)) > 0)
         return n;
     if (tries == 0 && plentiful
         && (d = central_grow(size_class, shard, 0, &first)) != NULL)
-      return take_from_new(d, first, want, chain);
+      return take_from_new(d, first, want, max, chain);
   }
   d = central_grow(size_class, shard, 1, &first);
-  return d != NULL ? take_from_new(d, first, want, chain) : 0;
+  return d != NULL ? take_from_new(d, first, want, max, chain) : 0;
 }
 
 void *central_alloc(unsigned size_class)
 {
   void *block;
 
-  return central_alloc_batch(size_class, 0, 1, &block) ? block : NULL;
+  return central_alloc_batch(size_class, 0, 1, 1, &block) ? block : NULL;
 }
 
 void central_free(struct span *d, void *block)
@@ -145,7 +147,7 @@ void central_free(struct span *d, void *block)
 /*
  * Give back a NULL-terminated chain of blocks of one class.  Consecutive
  * blocks of the same span (the common case: caches hand back what they
- * took) go back with one CAS.
+ * took) go back with one CAS, linked as they are.
  */
 void central_free_chain(void *chain)
 {
@@ -157,7 +159,6 @@ void central_free_chain(void *chain)
 
     chain = *(void **)chain;
     while (chain != NULL && span_of(chain, &large) == d) {
-      span_set_link(last, span_block_index(d, chain));
       last = chain;
       chain = *(void **)chain;
       k++;

@@ -169,7 +169,8 @@ enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
  * change, across reuses.
  *
  * The anchor is a double word updated only by CAS:
- *   val1: bits 0-15 avail (first free block index, ANCHOR_NONE if none),
+ *   val1: bits 0-15 avail (first free block index, ANCHOR_NONE if none;
+ *         the chain goes on through pointers in the blocks' first word),
  *         bits 16-29 count (free blocks), bits 30-31 the flags below;
  *   val2: tag, incremented by every successful CAS.
  * Invariants:
@@ -200,24 +201,22 @@ struct span {
 #define ANCHOR_LISTED ((AO_t)1 << 30)
 #define ANCHOR_RETIRED ((AO_t)1 << 31)
 
-/* Results of span_take_block. */
+/* Results of span_take_batch. */
 enum take_result { TAKE_OK, TAKE_OK_MORE, TAKE_FULL, TAKE_RETIRED };
 
 /* A new span of the class with block 0 taken for the caller.  With grow
  * == 0 only memory at hand is used (no new segment is mapped). */
 struct span *span_new_small(unsigned size_class, int grow, void **first_block);
-enum take_result span_take_block(struct span *d, void **block);
-/* Token holder: take up to want blocks, returned as a NULL-terminated
- * chain linked through their first word; 0 when full or retired. */
-unsigned span_take_batch(struct span *d, unsigned want, void **chain,
-                         enum take_result *result);
+/* Token holder: take all free blocks if there are at most max, else want
+ * (1 <= want <= max); returned as a NULL-terminated chain linked through
+ * their first word; 0 when full or retired. */
+unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
+                         void **chain, enum take_result *result);
 /* Returns 1 when the caller now holds the list token and must list d. */
 int span_put_block(struct span *d, void *block);
-/* Put back k blocks of d already index-linked from first to last (see
- * span_set_link); returns like span_put_block. */
+/* Put back k blocks of d, linked first to last through their first word
+ * (the link of last is overwritten); returns like span_put_block. */
 int span_put_chain(struct span *d, void *first, void *last, unsigned k);
-unsigned span_block_index(const struct span *d, const void *block);
-void span_set_link(void *block, unsigned next_index);
 /* Retire d, wherever it is, if every block is free; 1 if it did. */
 int span_try_retire(struct span *d);
 /* The token holder of a RETIRED span gives its descriptor back. */
@@ -237,10 +236,11 @@ AO_GPL_INLINE struct span *span_of(const void *p, struct large_header **large)
 /* ---- central.c: per-class lists of spans with free blocks. ---- */
 #define CENTRAL_SHARDS 4
 void *central_alloc(unsigned size_class);
-/* Up to want blocks as a NULL-terminated chain linked through their first
- * word, preferring the given shard; returns how many (0: exhausted). */
+/* Blocks as a NULL-terminated chain linked through their first word,
+ * preferring the given shard: want of them, or up to max when that saves
+ * reading blocks (1 <= want <= max); returns how many (0: exhausted). */
 unsigned central_alloc_batch(unsigned size_class, unsigned shard,
-                             unsigned want, void **chain);
+                             unsigned want, unsigned max, void **chain);
 void central_free(struct span *d, void *block);
 /* Give back a NULL-terminated chain of small blocks (any spans). */
 void central_free_chain(void *chain);

@@ -25,17 +25,37 @@
 #define COUNT(v1) ((unsigned)(((v1) >> 16) & 0x3fff))
 #define ANCHOR(avail, count) ((AO_t)(avail) | ((AO_t)(count) << 16))
 
-/* The link of a free block: the index of the next free block. */
-static inline unsigned block_link(const struct span *d, unsigned idx)
+/*
+ * Free blocks are linked through their first word by plain pointers (NULL
+ * ends the chain), the same format the thread caches use, so chains move
+ * between a span and a cache without rewriting a block.  Only the anchor
+ * holds an index (16 bits).
+ */
+static inline void *block_at(const struct span *d, unsigned idx)
 {
-  const volatile uint32_t *p =
-      (const volatile uint32_t *)(d->run.page_base + (size_t)idx * d->block_size);
-  return *p;
+  return idx == ANCHOR_NONE ? NULL
+                            : d->run.page_base + (size_t)idx * d->block_size;
 }
 
-static inline void set_block_link(void *block, unsigned next)
+/* The link of a free block; may be stale (see above), so callers check it
+ * with block_in_span before following it. */
+static inline void *block_link(const void *block)
 {
-  *(volatile uint32_t *)block = (uint32_t)next;
+  return *(void *const volatile *)block;
+}
+
+static inline void set_block_link(void *block, void *next)
+{
+  *(void *volatile *)block = next;
+}
+
+/* A block start of d: inside its blocks and 16-byte aligned (every class
+ * size is a multiple of 16 and spans start on a page). */
+static inline int block_in_span(const struct span *d, const void *p)
+{
+  return (size_t)((const char *)p - d->run.page_base)
+             < (size_t)d->capacity * d->block_size
+         && ((uintptr_t)p & 15) == 0;
 }
 
 static inline unsigned block_index(const struct span *d, const void *block)
@@ -43,7 +63,8 @@ static inline unsigned block_index(const struct span *d, const void *block)
   uint64_t off = (uint64_t)((const char *)block - d->run.page_base);
 
   /* Exact for every block start: off < 2^17 and block_size < 2^16. */
-  return (unsigned)((off * d->inv_size) >> 32);
+  return block == NULL ? ANCHOR_NONE
+                       : (unsigned)((off * d->inv_size) >> 32);
 }
 
 static inline int anchor_cas(struct span *d, AO_t v1, AO_t tag, AO_t n1)
@@ -147,7 +168,8 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
   d->inv_size = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
   /* Block 0 goes to the caller; 1..cap-1 form the free chain. */
   for (i = 1; i < cap; i++)
-    set_block_link(blocks + (size_t)i * size, i + 1 < cap ? i + 1 : ANCHOR_NONE);
+    set_block_link(blocks + (size_t)i * size,
+                   i + 1 < cap ? blocks + (size_t)(i + 1) * size : NULL);
   chunk_set_owner(&d->run, d);
   /* With blocks left, the caller holds the list token and must list d. */
   anchor_reset(d, cap > 1 ? ANCHOR(1, cap - 1) | ANCHOR_LISTED
@@ -156,77 +178,60 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
   return d;
 }
 
-enum take_result span_take_block(struct span *d, void **block)
+/*
+ * Take every free block when there are at most max, without reading a
+ * single block: the chain is handed over as it is, already NULL-ended.
+ * Otherwise walk to the want-th block and cut the chain there.  Reading
+ * no block matters when another thread just freed them: each block read
+ * here would be a cache miss in a dependent chain.
+ */
+unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
+                         void **chain, enum take_result *result)
 {
+  AO_GPL_ASSERT(want >= 1 && want <= max);
   for (;;) {
     AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
-    unsigned count = COUNT(v1), avail, next;
-
-    AO_GPL_ASSERT(v1 & ANCHOR_LISTED);
-    if (v1 & ANCHOR_RETIRED)
-      return TAKE_RETIRED;            /* the caller recycles it */
-    if (count == 0) {
-      /* Full: give up the list token; the next free will list d again. */
-      if (anchor_cas(d, v1, tag, v1 & ~ANCHOR_LISTED))
-        return TAKE_FULL;
-      continue;
-    }
-    avail = AVAIL(v1);
-    next = block_link(d, avail);        /* may be stale: the CAS decides */
-    if (anchor_cas(d, v1, tag,
-                   ANCHOR(next, count - 1)
-                       | (count > 1 ? ANCHOR_LISTED : 0))) {
-      *block = d->run.page_base + (size_t)avail * d->block_size;
-      return count > 1 ? TAKE_OK_MORE : TAKE_OK;
-    }
-  }
-}
-
-unsigned span_take_batch(struct span *d, unsigned want, void **chain,
-                         enum take_result *result)
-{
-  for (;;) {
-    AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
-    AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
-    unsigned count = COUNT(v1), k, idx, first, cap = d->capacity;
-    char *base = d->run.page_base;
-    size_t size = d->block_size;
+    unsigned count = COUNT(v1), k, i;
+    void *first, *last, *rest;
 
     if (v1 & ANCHOR_RETIRED) {
       *result = TAKE_RETIRED;
       return 0;
     }
     if (count == 0) {
+      /* Full: give up the list token; the next free will list d again. */
       if (anchor_cas(d, v1, tag, v1 & ~ANCHOR_LISTED)) {
         *result = TAKE_FULL;
         return 0;
       }
       continue;
     }
-    k = count < want ? count : want;
-    /* Find the k-th block of the chain.  The links may be stale (the CAS
-     * decides), so every index is checked before it is followed. */
-    first = idx = AVAIL(v1);
-    for (unsigned i = 1; i < k && idx < cap; i++)
-      idx = block_link(d, idx);
-    if (idx >= cap)
-      continue;                       /* stale chain: the anchor moved */
-    idx = block_link(d, idx);         /* what stays behind */
-    if (!anchor_cas(d, v1, tag,
-                    ANCHOR(idx, count - k)
-                        | (count > k ? ANCHOR_LISTED : 0)))
-      continue;
-    /* The k blocks are ours: relink them with pointers for the cache. */
-    idx = first;
-    for (unsigned i = 0; i < k; i++) {
-      char *b = base + (size_t)idx * size;
-      idx = block_link(d, idx);
-      *(void **)b = i + 1 < k ? base + (size_t)idx * size : NULL;
-      if (i == 0)
-        *chain = b;
+    first = block_at(d, AVAIL(v1));
+    if (count <= max) {
+      if (!anchor_cas(d, v1, tag, ANCHOR(ANCHOR_NONE, 0)))
+        continue;
+      *chain = first;
+      *result = TAKE_OK;
+      return count;
     }
-    *result = count > k ? TAKE_OK_MORE : TAKE_OK;
+    /* The links may be stale (the CAS decides), so every one is checked
+     * before it is followed. */
+    k = want;
+    last = first;
+    for (i = 1; i < k && block_in_span(d, last); i++)
+      last = block_link(last);
+    if (!block_in_span(d, last))
+      continue;                       /* stale chain: the anchor moved */
+    rest = block_link(last);          /* count > k: not the end */
+    if (!block_in_span(d, rest))
+      continue;
+    if (!anchor_cas(d, v1, tag,
+                    ANCHOR(block_index(d, rest), count - k) | ANCHOR_LISTED))
+      continue;
+    set_block_link(last, NULL);       /* the k blocks are ours now */
+    *chain = first;
+    *result = TAKE_OK_MORE;
     return k;
   }
 }
@@ -240,38 +245,16 @@ int span_put_chain(struct span *d, void *first, void *last, unsigned k)
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
 
     AO_GPL_ASSERT(!(v1 & ANCHOR_RETIRED) && COUNT(v1) + k <= d->capacity);
-    set_block_link(last, AVAIL(v1));
+    set_block_link(last, block_at(d, AVAIL(v1)));
     if (anchor_cas(d, v1, tag,
                    ANCHOR(first_idx, COUNT(v1) + k) | ANCHOR_LISTED))
       return !(v1 & ANCHOR_LISTED);
   }
 }
 
-/* The index of a block of d, for chains built by the caller. */
-unsigned span_block_index(const struct span *d, const void *block)
-{
-  return block_index(d, block);
-}
-
-void span_set_link(void *block, unsigned next_index)
-{
-  set_block_link(block, next_index);
-}
-
 int span_put_block(struct span *d, void *block)
 {
-  unsigned idx = block_index(d, block);
-
-  for (;;) {
-    AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
-    AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
-
-    AO_GPL_ASSERT(!(v1 & ANCHOR_RETIRED) && COUNT(v1) < d->capacity);
-    set_block_link(block, AVAIL(v1));
-    if (anchor_cas(d, v1, tag,
-                   ANCHOR(idx, COUNT(v1) + 1) | ANCHOR_LISTED))
-      return !(v1 & ANCHOR_LISTED);
-  }
+  return span_put_chain(d, block, block, 1);
 }
 
 int span_try_retire(struct span *d)

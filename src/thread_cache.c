@@ -97,12 +97,13 @@ void *cache_alloc_slow(unsigned size_class)
     b->head = *(void **)p;
     b->count--;
   } else {
+    /* The bin is empty: it may take up to its limit. */
     n = central_alloc_batch(size_class, tc->shard, class_batch(size_class),
-                            &chain);
+                            b->limit, &chain);
     if (n == 0) {
       /* Exhausted: what this cache holds may be all that is left. */
       cache_flush_all(tc);
-      n = central_alloc_batch(size_class, tc->shard, 1, &chain);
+      n = central_alloc_batch(size_class, tc->shard, 1, 1, &chain);
     }
     if (n > 0) {
       p = chain;
