@@ -28,25 +28,52 @@ static AO_GPL_NOINLINE void *malloc_large(size_t sz)
 
 void *AO_malloc(size_t sz)
 {
+#ifdef AO_GPL_CHECKS
+  void *p = sz <= SMALL_MAX ? cache_alloc(size_to_class(sz))
+                            : malloc_large(sz);
+
+  if (p != NULL)
+    checks_allocated(p);
+  return p;
+#else
   if (AO_GPL_LIKELY(sz <= SMALL_MAX))
     return cache_alloc(size_to_class(sz));
   return malloc_large(sz);
+#endif
 }
 
-/* Everything but a small block going into this thread's cache. */
-static AO_GPL_NOINLINE void free_slow(void *p)
+/* Everything but a small block going into this thread's cache.  What is
+ * checked here costs nothing on the fast path: c is FOREIGN for pointers
+ * that are misaligned or outside our memory, and page runs and mappings
+ * are freed only by their first byte. */
+static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
 {
   struct large_header *large = NULL;
-  struct span *d = span_of(p, &large);
+  struct span *d;
 
-  if (d == NULL)
+  if (c == PAGE_CLASS_FOREIGN)
+    misuse_report("AO_free", p, ((uintptr_t)p & (ALIGNMENT - 1))
+        ? "misaligned pointer: not a block returned by AO_malloc"
+        : "pointer outside the allocator's memory: not returned by AO_malloc");
+  d = span_of(p, &large);
+  if (d == NULL && large == NULL)
+    misuse_report("AO_free", p, "not a block returned by AO_malloc "
+                                "(its page is not in use)");
+  if (d == NULL) {
+    if ((char *)p != (char *)large + LARGE_HEADER_SIZE)
+      misuse_report("AO_free", p, "not the start of a block returned by "
+                                  "AO_malloc (inside a large object)");
     large_free_mapping(large);
-  else if (d->kind == SPAN_SMALL) {
+  } else if (d->kind == SPAN_SMALL) {
     if (!cache_free_slow(d->size_class, p))
       central_free(d, p);
+  } else {
+    if ((char *)p != d->run.page_base)
+      misuse_report("AO_free", p, "not the start of a block returned by "
+                                  "AO_malloc (inside a large object)");
+    if (!cache_free_run(d))
+      large_free_run(d);
   }
-  else if (!cache_free_run(d))
-    large_free_run(d);
 }
 
 void AO_free(void *p)
@@ -56,9 +83,13 @@ void AO_free(void *p)
   if (p == NULL)
     return;
   c = page_class_of(p);
+#ifdef AO_GPL_CHECKS
+  if (c != PAGE_CLASS_FOREIGN)
+    checks_free(p, c);
+#endif
   if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES) && cache_free(c, p))
     return;
-  free_slow(p);
+  free_slow(p, c);
 }
 
 void AO_malloc_enable_mmap(void)

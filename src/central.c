@@ -116,6 +116,11 @@ unsigned central_alloc_batch(unsigned size_class, unsigned shard,
   void *first;
   struct span *d;
 
+  /* With the static heap alone, no more than asked for: blocks in a cache
+   * are out of reach of other threads' caches and handlers. */
+  if (!plentiful)
+    max = want;
+
   for (tries = 0; tries < CENTRAL_SHARDS; tries++) {
     AO_stack_t *list =
         &lists[(shard + tries) % CENTRAL_SHARDS][size_class].partial;

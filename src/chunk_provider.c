@@ -30,7 +30,9 @@ struct region ao_gpl_static_region = {
   static_bitmap, static_dirty, static_owner
 };
 
-const unsigned char ao_gpl_no_page_class = PAGE_CLASS_NONE;
+const unsigned char ao_gpl_no_page_class[SEGMENT_PAGES] = {
+  [0 ... SEGMENT_PAGES - 1] = PAGE_CLASS_NONE
+};
 
 /* struct large_header mirrors the start of struct region (internal.h). */
 typedef char large_header_layout_check[

@@ -29,6 +29,7 @@
 
 #define AO_GPL_INLINE static inline __attribute__((__always_inline__))
 #define AO_GPL_NOINLINE __attribute__((__noinline__))
+#define AO_GPL_NORETURN __attribute__((__noreturn__, __cold__, __noinline__))
 #define AO_GPL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AO_GPL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -52,10 +53,29 @@
 
 /* ---- os_memory.c: the only file that makes system calls. ---- */
 extern char ao_gpl_static_heap[];      /* AO_GPL_STATIC_HEAP_SIZE bytes */
+/* SEGMENT_SIZE units of the address space covered by the mapping bitmap:
+ * 48-bit user addresses (x86_64, aarch64) on 64-bit targets; mappings
+ * beyond it are not used. */
+#if UINTPTR_MAX > 0xffffffffu
+# define MAPPED_UNITS ((uintptr_t)1 << (48 - SEGMENT_SHIFT))
+#else
+# define MAPPED_UNITS ((uintptr_t)1 << (32 - SEGMENT_SHIFT))
+#endif
+extern volatile AO_t ao_gpl_mapped_units[];
+/* 1 if one of our SEGMENT_SIZE-aligned mappings starts in p's unit. */
+AO_GPL_INLINE int os_unit_is_mapped(const void *p)
+{
+  uintptr_t u = (uintptr_t)p >> SEGMENT_SHIFT;
+
+  return u < MAPPED_UNITS
+         && ((ao_gpl_mapped_units[u / BITMAP_BITS] >> (u % BITMAP_BITS)) & 1);
+}
 void os_enable_mmap(void);
 int os_mmap_enabled(void);
 /* A fresh zeroed mapping of size bytes aligned to align (a power of two,
- * >= the OS page size), or NULL; always NULL before os_enable_mmap(). */
+ * >= the OS page size), or NULL; always NULL before os_enable_mmap().
+ * With align >= SEGMENT_SIZE the mapping is recorded for
+ * os_unit_is_mapped() until os_unmap() of its start. */
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
 /* Drop the physical memory of [p, p + size) (whole OS pages inside it);
@@ -71,6 +91,8 @@ enum region_kind { REGION_STATIC = 1, REGION_SEGMENT = 2, REGION_LARGE = 3 };
 
 /* The page-class byte of pages that hold no small blocks. */
 #define PAGE_CLASS_NONE 0xff
+/* Not a page-class byte: page_class_of()'s verdict on a foreign pointer. */
+#define PAGE_CLASS_FOREIGN 0xfe
 
 /* Header at the start of a directly mapped large object.  Its first four
  * fields are laid out as in struct region, so that AO_free's page-class
@@ -79,10 +101,12 @@ struct large_header {
   unsigned kind;                 /* REGION_LARGE */
   unsigned unused;
   char *base;                    /* the header itself */
-  const unsigned char *page_class;   /* -> a PAGE_CLASS_NONE byte */
+  const unsigned char *page_class;   /* ao_gpl_no_page_class */
   size_t map_size;               /* bytes mapped, header included */
 };
-extern const unsigned char ao_gpl_no_page_class;
+/* SEGMENT_PAGES bytes of PAGE_CLASS_NONE: the page classes of every page
+ * in the first SEGMENT_SIZE of a large mapping. */
+extern const unsigned char ao_gpl_no_page_class[];
 #define LARGE_HEADER_SIZE 64     /* keeps the user pointer 16-aligned */
 
 /* A claimed run of pages; the region is found again from page_base. */
@@ -133,12 +157,24 @@ AO_GPL_INLINE struct region *region_of(const void *p)
   return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
 }
 
-/* The size class of the small block p, or PAGE_CLASS_NONE. */
+/* The size class of the small block p; PAGE_CLASS_NONE for other memory
+ * of ours; PAGE_CLASS_FOREIGN when p cannot have come from AO_malloc:
+ * misaligned, or outside the static heap and every mapping.  Nothing at
+ * p's segment header is read before that is known. */
 AO_GPL_INLINE unsigned page_class_of(const void *p)
 {
-  struct region *r = region_of(p);
+  uintptr_t a = (uintptr_t)p;
+  struct region *r;
 
-  return r->page_class[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
+  if (AO_GPL_UNLIKELY(a & (ALIGNMENT - 1)))
+    return PAGE_CLASS_FOREIGN;
+  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
+    r = &ao_gpl_static_region;
+  else if (AO_GPL_LIKELY(os_unit_is_mapped(p)))
+    r = (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
+  else
+    return PAGE_CLASS_FOREIGN;
+  return r->page_class[(a - (uintptr_t)r->base) >> PAGE_SHIFT];
 }
 
 /* The owner of the page holding p; NULL with *large set when p lies in a
@@ -255,6 +291,18 @@ void large_free_run(struct span *d);
 void large_free_mapping(struct large_header *h);
 /* Unmap the cached large mappings; 1 if any. */
 int large_trim(void);
+
+/* ---- checks.c: misuse of AO_free. ---- */
+/* Write "atomic_ops_gpl: fn(p): what" to fd 2 with write(2), then abort. */
+AO_GPL_NORETURN void misuse_report(const char *fn, const void *p,
+                                   const char *what);
+#ifdef AO_GPL_CHECKS
+/* --enable-checks: p was just handed out by AO_malloc. */
+void checks_allocated(void *p);
+/* --enable-checks: p (of page class c) is being freed; reports a block
+ * that is free already or that AO_malloc never returned. */
+void checks_free(void *p, unsigned c);
+#endif
 
 /* ---- stack_almost_lock_free.c: the single-word CAS fallback. ---- */
 /* head: the top link with a version in its low bits; slots: two words. */

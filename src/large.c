@@ -82,7 +82,7 @@ static void *map_large(size_t size)
       return NULL;
     h->kind = REGION_LARGE;
     h->base = (char *)h;
-    h->page_class = &ao_gpl_no_page_class;
+    h->page_class = ao_gpl_no_page_class;
     h->map_size = map_size;
   }
   return (char *)h + LARGE_HEADER_SIZE;

@@ -15,6 +15,23 @@
 char ao_gpl_static_heap[AO_GPL_STATIC_HEAP_SIZE]
     __attribute__((__aligned__(PAGE_SIZE)));
 
+/* One bit per SEGMENT_SIZE unit of the address space, set while one of our
+ * mappings starts there.  AO_free tests it before it reads anything at a
+ * pointer's segment header, so a pointer that never came from here is
+ * reported instead of followed. */
+volatile AO_t ao_gpl_mapped_units[MAPPED_UNITS / BITMAP_BITS];
+
+static void mapped_unit_set(const void *p, int on)
+{
+  uintptr_t u = (uintptr_t)p >> SEGMENT_SHIFT;
+  volatile AO_t *w = &ao_gpl_mapped_units[u / BITMAP_BITS];
+  AO_t bit = (AO_t)1 << (u % BITMAP_BITS), old;
+
+  do
+    old = AO_load(w);
+  while (!AO_compare_and_swap_full(w, old, on ? old | bit : old & ~bit));
+}
+
 /* Set once by AO_malloc_enable_mmap(); until then no mmap call is made. */
 static volatile AO_t mmap_enabled;
 
@@ -52,14 +69,24 @@ void *os_map_aligned(size_t size, size_t align)
     munmap(raw, head);
   if (tail != 0)
     munmap(start + size, tail);
+  if (((uintptr_t)start >> SEGMENT_SHIFT) >= MAPPED_UNITS) {
+    munmap(start, size);               /* beyond the bitmap: unusable */
+    start = NULL;
+  } else if (align >= SEGMENT_SIZE) {
+    mapped_unit_set(start, 1);
+  }
   errno = saved_errno;
   return start;
 }
 
+/* The bit goes first: once the range is unmapped, another thread's new
+ * mapping may land there and set it again. */
 void os_unmap(void *p, size_t size)
 {
   int saved_errno = errno;
 
+  if (((uintptr_t)p & (SEGMENT_SIZE - 1)) == 0)
+    mapped_unit_set(p, 0);
   munmap(p, size);
   errno = saved_errno;
 }
