@@ -2,6 +2,7 @@
 /* Public API shim: AO_malloc, AO_free, AO_malloc_enable_mmap, AO_malloc_trim. */
 #include "internal.h"
 #include "thread_cache.h"
+#include "track.h"
 #include "atomic_ops_malloc.h"
 
 /* Page runs this thread freed first; then pages at hand; then wholly free
@@ -34,11 +35,17 @@ void *AO_malloc(size_t sz)
 
   if (p != NULL)
     checks_allocated(p);
+  track_alloc(p, sz);
   return p;
 #else
+  void *p;
+
   if (AO_GPL_LIKELY(sz <= SMALL_MAX))
-    return cache_alloc(size_to_class(sz));
-  return malloc_large(sz);
+    p = cache_alloc(size_to_class(sz));
+  else
+    p = malloc_large(sz);
+  track_alloc(p, sz);
+  return p;
 #endif
 }
 
@@ -63,14 +70,16 @@ static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
     if ((char *)p != (char *)large + LARGE_HEADER_SIZE)
       misuse_report("AO_free", p, "not the start of a block returned by "
                                   "AO_malloc (inside a large object)");
+    track_free(p, large->map_size - LARGE_HEADER_SIZE);
     large_free_mapping(large);
-  } else if (d->kind == SPAN_SMALL) {
+  } else if (d->kind == SPAN_SMALL) {     /* tracked by AO_free */
     if (!cache_free_slow(d->size_class, p))
       central_free(d, p);
   } else {
     if ((char *)p != d->run.page_base)
       misuse_report("AO_free", p, "not the start of a block returned by "
                                   "AO_malloc (inside a large object)");
+    track_free(p, (size_t)d->run.npages << PAGE_SHIFT);
     if (!cache_free_run(d))
       large_free_run(d);
   }
@@ -87,8 +96,11 @@ void AO_free(void *p)
   if (c != PAGE_CLASS_FOREIGN)
     checks_free(p, c);
 #endif
-  if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES) && cache_free(c, p))
-    return;
+  if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES)) {
+    track_free(p, class_size(c));
+    if (cache_free(c, p))
+      return;
+  }
   free_slow(p, c);
 }
 

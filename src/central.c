@@ -3,6 +3,7 @@
 #include "internal.h"
 #include "size_class.h"
 #include "lf_stack.h"
+#include "track.h"
 
 /*
  * Each class has CENTRAL_SHARDS stacks of spans holding at least one free
@@ -85,7 +86,7 @@ static unsigned take_from_new(struct span *d, void *first, unsigned want,
 {
   unsigned n = 1;
 
-  *(void **)first = NULL;
+  free_link_set(first, NULL);
   *chain = first;
   if (d->capacity == 1)
     return 1;                          /* LISTED was never set */
@@ -94,7 +95,7 @@ static unsigned take_from_new(struct span *d, void *first, unsigned want,
 
     n += take_from(d, want - 1, max - 1, &more);
     if (n > 1)
-      *(void **)first = more;
+      free_link_set(first, more);
   } else {
     list_push(d);
   }
@@ -162,10 +163,10 @@ void central_free_chain(void *chain)
     void *first = chain, *last = chain;
     unsigned k = 1;
 
-    chain = *(void **)chain;
+    chain = free_link_get(chain);
     while (chain != NULL && span_of(chain, &large) == d) {
       last = chain;
-      chain = *(void **)chain;
+      chain = free_link_get(chain);
       k++;
     }
     if (span_put_chain(d, first, last, k))

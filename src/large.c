@@ -2,6 +2,7 @@
 /* Large objects: page runs up to MAX_RUN_PAGES, direct mappings beyond. */
 #include "internal.h"
 #include "lf_stack.h"
+#include "track.h"
 
 /* Direct mappings are sized in units of the largest common OS page, so the
  * trimming in os_map_aligned() always works on page boundaries. */
@@ -84,6 +85,7 @@ static void *map_large(size_t size)
     h->base = (char *)h;
     h->page_class = ao_gpl_no_page_class;
     h->map_size = map_size;
+    track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
   }
   return (char *)h + LARGE_HEADER_SIZE;
 }
@@ -93,8 +95,11 @@ void *large_alloc(size_t size, int grow)
   void *mem;
 
   if (size <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
-      && span_new_run(size, grow, &mem) != NULL)
+      && span_new_run(size, grow, &mem) != NULL) {
+    /* the run's tail past the request must not look usable */
+    track_fresh(mem, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
     return mem;
+  }
   return grow ? map_large(size) : NULL;
 }
 
@@ -108,8 +113,10 @@ void large_free_run(struct span *d)
  * concurrent reader. */
 void large_free_mapping(struct large_header *h)
 {
-  if (!cache_keep(h))
+  if (!cache_keep(h)) {
+    track_release(h, h->map_size);
     os_unmap(h, h->map_size);
+  }
 }
 
 int large_trim(void)
@@ -125,6 +132,7 @@ int large_trim(void)
 
       AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
       span_descriptor_put(node);
+      track_release(h, h->map_size);
       os_unmap(h, h->map_size);
       released = 1;
     }

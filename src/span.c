@@ -3,6 +3,7 @@
 #include "internal.h"
 #include "size_class.h"
 #include "lf_stack.h"
+#include "track.h"
 
 /*
  * Every block operation is one double-width CAS on the span's anchor
@@ -41,12 +42,12 @@ static inline void *block_at(const struct span *d, unsigned idx)
  * with block_in_span before following it. */
 static inline void *block_link(const void *block)
 {
-  return *(void *const volatile *)block;
+  return free_link_load(block);
 }
 
 static inline void set_block_link(void *block, void *next)
 {
-  *(void *volatile *)block = next;
+  free_link_store(block, next);
 }
 
 /* A block start of d: inside its blocks and 16-byte aligned (every class
@@ -117,6 +118,7 @@ static struct span *descriptor_get(int grow)
    * before it is linked anywhere, since central_reclaim's walk may follow
    * links into the pool and must find nothing to retire there. */
   d = (struct span *)run.page_base;
+  track_internal(d, PAGE_SIZE);        /* may have held blocks */
   for (i = 0; i < DESCRIPTORS_PER_PAGE; i++) {
     d[i].kind = 0;
     d[i].capacity = 0;
@@ -166,6 +168,7 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
   d->capacity = (unsigned short)cap;
   d->block_size = size;
   d->inv_size = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
+  track_fresh(blocks, (size_t)d->run.npages << PAGE_SHIFT);
   /* Block 0 goes to the caller; 1..cap-1 form the free chain. */
   for (i = 1; i < cap; i++)
     set_block_link(blocks + (size_t)i * size,

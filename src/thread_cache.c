@@ -57,6 +57,7 @@ static AO_GPL_NOINLINE struct thread_cache *cache_create(void)
   AO_compiler_barrier();
   tc = central_alloc(size_to_class(sizeof(*tc)));
   if (tc != NULL) {
+    track_internal(tc, sizeof(*tc));
     tc->busy = 0;
     tc->shard = (unsigned)(AO_fetch_and_add1(&next_shard) % CENTRAL_SHARDS);
     tc->run_bytes = 0;
@@ -94,7 +95,7 @@ void *cache_alloc_slow(unsigned size_class)
   p = b->head;
   if (p != NULL) {
     /* A handler refilled the bin since the fast path looked. */
-    b->head = *(void **)p;
+    b->head = free_link_get(p);
     b->count--;
   } else {
     /* The bin is empty: it may take up to its limit. */
@@ -107,7 +108,7 @@ void *cache_alloc_slow(unsigned size_class)
     }
     if (n > 0) {
       p = chain;
-      b->head = *(void **)chain;
+      b->head = free_link_get(chain);
       b->count = n - 1;
     }
   }
@@ -136,9 +137,9 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b)
     b->head = NULL;
   } else {
     for (i = 1; i < keep; i++)
-      last = *(void **)last;
-    rest = *(void **)last;
-    *(void **)last = NULL;
+      last = free_link_get(last);
+    rest = free_link_get(last);
+    free_link_set(last, NULL);
   }
   b->count = keep;
   central_free_chain(rest);
@@ -261,5 +262,6 @@ static void cache_thread_exit(void *arg)
   if (ao_gpl_tcache == tc)
     ao_gpl_tcache = &ao_gpl_no_cache;
   AO_compiler_barrier();
+  track_internal_end(tc, sizeof(*tc));
   central_free(span_of(tc, &large), tc);
 }

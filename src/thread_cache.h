@@ -5,6 +5,7 @@
 
 #include "internal.h"
 #include "size_class.h"
+#include "track.h"
 
 /*
  * Each thread caches free blocks per size class in plain singly linked
@@ -65,7 +66,7 @@ AO_GPL_INLINE void *cache_alloc(unsigned size_class)
     AO_compiler_barrier();
     p = b->head;
     if (AO_GPL_LIKELY(p != NULL)) {
-      b->head = *(void **)p;
+      b->head = free_link_get(p);
       b->count--;
     }
     AO_compiler_barrier();
@@ -86,7 +87,7 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
 
     tc->busy = 1;
     AO_compiler_barrier();
-    *(void **)p = b->head;
+    free_link_set(p, b->head);
     b->head = p;
     if (AO_GPL_UNLIKELY(++b->count > b->limit))
       cache_flush_bin(tc, b);

@@ -32,6 +32,15 @@
 
 #include "atomic_ops_malloc.h"
 
+/* Under AddressSanitizer every phase runs, but VmRSS bounds are not
+ * judged (its shadow memory, 1/8 of all memory ever poisoned, and its
+ * quarantine count in VmRSS) and the test ends in a skip. */
+#ifdef __SANITIZE_ADDRESS__
+# define RSS_JUDGED 0
+#else
+# define RSS_JUDGED 1
+#endif
+
 #ifndef AO_HAVE_malloc_trim
 
 int main(int argc, char **argv)
@@ -168,7 +177,7 @@ static void return_round(int round, long rss0)
            peak - rss0);
   TU_CHECK(r == 1, "AO_malloc_trim() returned %d after 256 MiB were freed; "
            "expected 1 (memory released)", r);
-  TU_CHECK(after - rss0 <= allowed_kb(rss0),
+  TU_CHECK(!RSS_JUDGED || after - rss0 <= allowed_kb(rss0),
            "round %d: VmRSS is %ld KiB after freeing everything and "
            "AO_malloc_trim(), %ld KiB above the %ld KiB at start (allowed: "
            "%ld KiB)", round, after, after - rss0, rss0, allowed_kb(rss0));
@@ -502,6 +511,8 @@ int main(int argc, char **argv)
   after = rss_kb();
   tu_info("end: VmRSS %ld KiB after the threads exited and a last "
           "AO_malloc_trim() (start: %ld KiB)", after, rss0);
+  if (!RSS_JUDGED)
+    tu_skip("every phase passed; VmRSS not judged under AddressSanitizer");
   TU_CHECK(after - rss0 <= allowed_kb(rss0),
            "VmRSS is %ld KiB after all threads exited and AO_malloc_trim(), "
            "%ld KiB above the start (allowed: %ld KiB): memory cached by the "
