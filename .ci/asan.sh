@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# CI step: library and whole suite built with ASan + UBSan; AO_malloc blocks are poisoned while free (src/track.h).
+#
+# Run from the repository top: bash .ci/asan.sh.  Builds in _build-asan
+# (VPATH) with -fsanitize=address,undefined -fno-sanitize-recover=all, runs
+# make check, and requires test_track_use_after_free to pass (it proves
+# that a use after free of an AO_malloc block is reported).  Tests that
+# measure VmRSS run every phase but skip their bounds (exit 77) under ASan.
+# Last line: "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+export AM_COLOR_TESTS=no
+unset VERBOSE
+build=_build-asan
+me=asan
+
+finish() {
+  echo "$1 passed, $2 failed"
+  [ "$2" -eq 0 ]
+  exit
+}
+
+# ---- packages (gcc's libasan and libubsan come with gcc on Debian 12) ----
+deps=(gcc libc6-dev make autoconf automake libtool pkg-config libatomic-ops-dev)
+missing=()
+for p in "${deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -q && apt-get install -y -q --no-install-recommends \
+    "${missing[@]}" || echo "$me: could not install ${missing[*]}" >&2
+fi
+
+SAN='-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer'
+rm -rf "$build" && mkdir "$build" || finish 0 1
+probe=$build/probe
+printf 'int main(void) { return 0; }\n' > "$probe.c"
+if ! gcc $SAN "$probe.c" -o "$probe" 2>/dev/null || ! "$probe"; then
+  apt-get install -y -q --no-install-recommends libasan8 libubsan1 >/dev/null 2>&1
+  if ! gcc $SAN "$probe.c" -o "$probe" || ! "$probe"; then
+    echo "$me: gcc cannot build or run sanitized programs"
+    finish 0 1
+  fi
+fi
+
+# LeakSanitizer stops the process with ptrace-like machinery, which some
+# containers forbid; without it ASan still checks every access.
+leaks=1
+if ! ASAN_OPTIONS=detect_leaks=1 "$probe" 2>/dev/null; then
+  leaks=0
+  echo "$me: LeakSanitizer does not work here (ptrace restricted?); detect_leaks=0"
+fi
+export ASAN_OPTIONS="detect_leaks=$leaks:halt_on_error=1:abort_on_error=0:allow_user_segv_handler=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+# ---- sources: a VPATH build needs a top that was not configured in place
+# (.ci/run configures there first); then a copy of the tracked files.
+top=$PWD
+if [ -f config.status ]; then
+  mkdir -p "$build/src" \
+    && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$build/src" \
+    || finish 0 1
+  top=$PWD/$build/src
+  echo "$me: the top is configured in place; building from a copy of the tracked files"
+fi
+if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
+  (cd "$top" && autoreconf -fi) >"$build/autoreconf.log" 2>&1 || {
+    tail -n 40 "$build/autoreconf.log"
+    finish 0 1
+  }
+fi
+
+cd "$build" || finish 0 1
+if ! "$top/configure" CFLAGS="-g -O2 $SAN" LDFLAGS="$SAN" >configure.log 2>&1 \
+   || ! make -j2 >make.log 2>&1; then
+  tail -n 40 configure.log make.log
+  finish 0 1
+fi
+if grep -E 'warning:' make.log; then
+  echo "$me: the sanitized build has warnings (above)"
+  warn=1
+else
+  warn=0
+fi
+
+rc=0
+make -j2 check >check.log 2>&1 || rc=$?
+sum() { awk -v key="# $1:" 'index($0, key) == 1 { n += $NF } END { print n + 0 }' check.log; }
+passed=$(sum PASS)
+failed=$(( $(sum FAIL) + $(sum XPASS) + $(sum ERROR) + warn ))
+grep -E '^(FAIL|ERROR|SKIP|XPASS):' check.log
+# The poisoning must be proven, not skipped.
+if ! grep -q '^PASS: test_track_use_after_free$' check.log; then
+  echo "$me: test_track_use_after_free did not pass: ASan poisoning unproven"
+  failed=$((failed + 1))
+fi
+if [ "$rc" -ne 0 ]; then
+  find . -name test-suite.log -exec grep -l -E '^# (FAIL|ERROR|XPASS): *[1-9]' {} + \
+    | while read -r log; do echo "==================== $log"; cat "$log"; done
+  [ "$failed" -gt 0 ] || failed=1
+fi
+finish "$passed" "$failed"
