@@ -9,10 +9,24 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export AM_COLOR_TESTS=no
 
-[ -x configure ] || autoreconf -fi >/dev/null || { echo "0 passed, 1 failed"; exit 1; }
-rm -rf _build-checks && mkdir _build-checks && cd _build-checks || exit 1
+build=_build-checks
+rm -rf "$build" && mkdir "$build" || exit 1
+# A VPATH build needs a top that was not configured in place (.ci/run
+# configures there first): else build from a copy of the tracked files.
+top=$PWD
+if [ -f config.status ]; then
+  mkdir -p "$build/src" \
+    && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$build/src" \
+    || { echo "0 passed, 1 failed"; exit 1; }
+  top=$PWD/$build/src
+fi
+if [ ! -x "$top/configure" ]; then
+  (cd "$top" && autoreconf -fi) >"$build/autoreconf.log" 2>&1 \
+    || { tail -n 40 "$build/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
+fi
+cd "$build" || exit 1
 log=check.log
-if ../configure --enable-checks >configure.log 2>&1 && make -j2 >make.log 2>&1; then
+if "$top/configure" --enable-checks >configure.log 2>&1 && make -j2 >make.log 2>&1; then
   make -j2 check >"$log" 2>&1
   rc=$?
 else
