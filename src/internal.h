@@ -43,7 +43,15 @@
 /* Geometry.  A page is the unit of the chunk provider, not the OS page. */
 #define PAGE_SHIFT 12
 #define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)
-#define SEGMENT_SHIFT 25                 /* mmap'd segments: 32 MiB, aligned */
+/* mmap'd segments, and the alignment of every direct large mapping (so
+ * that AO_free finds a header by masking): 32 MiB; 4 MiB on 32-bit
+ * targets, whose address space would hold only 128 units of 32 MiB and
+ * so only that many large objects. */
+#if UINTPTR_MAX > 0xffffffffu
+# define SEGMENT_SHIFT 25
+#else
+# define SEGMENT_SHIFT 22
+#endif
 #define SEGMENT_SIZE ((size_t)1 << SEGMENT_SHIFT)
 #define SEGMENT_PAGES (SEGMENT_SIZE / PAGE_SIZE)
 #define BITMAP_BITS (8 * sizeof(AO_t))   /* pages claimable by one CAS */

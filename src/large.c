@@ -16,7 +16,13 @@
  * the node was taken, and a mapping may be unmapped, a descriptor never.
  * Node field: run.page_base = the mapping (its header holds the size).
  */
-#define LARGE_CACHE_BYTES ((size_t)64 << 20)
+/* Each cached mapping holds a SEGMENT_SIZE unit of address space: on
+ * 32-bit targets fewer bytes, so that they cannot take most units. */
+#if UINTPTR_MAX > 0xffffffffu
+# define LARGE_CACHE_BYTES ((size_t)64 << 20)
+#else
+# define LARGE_CACHE_BYTES ((size_t)16 << 20)
+#endif
 #define OCTAVES (8 * sizeof(size_t))
 
 static AO_stack_t cache[OCTAVES];

@@ -32,8 +32,8 @@ static void double_free_handler(int sig)
 
 static void case_stack(void)
 {
-  long local[4] = { 0 };
-  AO_free(&local[2]);
+  _Alignas(16) long local[4] = { 0 };   /* aligned: "outside" is the verdict */
+  AO_free(&local[0]);
 }
 
 static void case_glibc(void)
