@@ -147,7 +147,7 @@ static size_t mixed_size(uint64_t *rng)
   return ((size_t)256 << 10) + (size_t)tu_below(rng, (size_t)1792 << 10);
 }
 
-/* ---- timer signals ---------------------------------------------------------- */
+/* ---- timer signals ------------------------------------------------------ */
 
 static void on_tick(int sig)
 {
@@ -208,7 +208,7 @@ static void stop_ticks(timer_t t)
   timer_delete(t);
 }
 
-/* ---- workers ---------------------------------------------------------------- */
+/* ---- workers ------------------------------------------------------------ */
 
 static void *worker(void *arg)
 {
@@ -277,7 +277,7 @@ static void start_worker(struct tstate *ts)
   tu_thread(&ts->thread, worker, ts);
 }
 
-/* ---- fork ------------------------------------------------------------------- */
+/* ---- fork --------------------------------------------------------------- */
 
 static void child(uint64_t seed)
 {
@@ -324,7 +324,7 @@ static unsigned long do_fork(uint64_t seed)
   return 1;
 }
 
-/* ---- measurements ------------------------------------------------------------- */
+/* ---- measurements ------------------------------------------------------- */
 
 static long rss_bytes(void)
 {

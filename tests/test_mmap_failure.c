@@ -60,7 +60,7 @@
 #define CHILD_TIMEOUT 240
 #define MAXCALLS 256
 
-/* ---- the interposer ------------------------------------------------------ */
+/* ---- the interposer ----------------------------------------------------- */
 
 struct range {
   uintptr_t start, len;
@@ -249,7 +249,7 @@ static void mapped_now(unsigned long *segments, unsigned long *other)
   track_leave(&old);
 }
 
-/* ---- results, reported by each child through a pipe ----------------------- */
+/* ---- results, reported by each child through a pipe --------------------- */
 
 struct result {
   unsigned long calls, failed, munmaps;
@@ -265,7 +265,7 @@ struct result {
 
 static struct result res;
 
-/* ---- the workload ----------------------------------------------------------- */
+/* ---- the workload ------------------------------------------------------- */
 
 enum { K_SMALL, K_MEDIUM, K_RUN, K_LARGE, K_HUGE, K_META, NKINDS };
 static const char *const kind_name[NKINDS] = {
@@ -444,7 +444,7 @@ static void finish(void)
   mapped_now(&res.segments, &res.other);
 }
 
-/* ---- scenario 5: a handler allocates inside the failing path ------------- */
+/* ---- scenario 5: a handler allocates inside the failing path ------------ */
 
 static void sig_handler(int sig)
 {
@@ -476,7 +476,7 @@ static void sig_handler(int sig)
   errno = saved;
 }
 
-/* ---- scenario 4: threads -------------------------------------------------- */
+/* ---- scenario 4: threads ------------------------------------------------ */
 
 #define NT 3
 #define TSLOTS 64
@@ -593,7 +593,7 @@ static void scenario_threads(void)
   mapped_now(&res.segments, &res.other);
 }
 
-/* ---- scenario 6: RLIMIT_AS ------------------------------------------------- */
+/* ---- scenario 6: RLIMIT_AS ---------------------------------------------- */
 
 static void scenario_rlimit(void)
 {
@@ -640,7 +640,7 @@ static void scenario_rlimit(void)
     give(nb - 1);
 }
 
-/* ---- the parent ------------------------------------------------------------ */
+/* ---- the parent --------------------------------------------------------- */
 
 enum scenario { S_PLAIN, S_THREADS, S_SIGNAL, S_RLIMIT };
 
@@ -737,8 +737,9 @@ static void check_leaks(const struct result *r, const struct result *base,
             what, r->segments, base->segments);
 }
 
-/* Skip where fork itself does not work (seen with qemu-i386 user
- * emulation): then no scenario can run.  The allocator is not used yet. */
+/* Skip where fork itself does not work (seen under qemu-i386 when the
+ * guest's loader picks a libc of another build): then no scenario can run
+ * in a fresh child.  The allocator is not used yet. */
 static void probe_fork(void)
 {
   double until = tu_now() + 10;
@@ -762,9 +763,10 @@ static void probe_fork(void)
         not_interposed();
       check_leaks(&res, NULL, "every mmap call from the 3rd fails");
       tu_skip("a child that only calls _exit(0) did not end within 10 s: "
-              "fork does not work here (an emulator?); only one scenario "
-              "ran, in-process, and passed (%lu mmap calls, %lu failed, %lu "
-              "NULLs)", res.calls, res.failed, res.nulls);
+              "fork does not work here (an emulator, a loader and libc that "
+              "do not match?); only one scenario ran, in-process, and passed "
+              "(%lu mmap calls, %lu failed, %lu NULLs)", res.calls, res.failed,
+              res.nulls);
     }
     tu_sleep(0.01);
   }
