@@ -21,7 +21,7 @@
  * verified and freed and AO_malloc_trim() called.  Checked in every run:
  *  - AO_malloc returns a usable block or NULL, never crashes, and leaves
  *    errno alone (libatomic-malloc(3): "They do not change errno");
- *  - after the trim only whole segments stay mapped (32 MiB, aligned: the
+ *  - after the trim only whole segments stay mapped (32 MiB, 4 MiB on 32-bit; aligned: the
  *    library never unmaps segments, by design); any other byte still
  *    mapped is a leak (a partial mapping left by a failed attempt, a lost
  *    large object);
@@ -53,7 +53,8 @@
 
 #include "atomic_ops_malloc.h"
 
-#define SEG ((size_t)32 << 20)               /* the library's segments */
+/* the library's segments: 32 MiB, 4 MiB on 32-bit targets (src/internal.h) */
+#define SEG (UINTPTR_MAX > 0xffffffffu ? (size_t)32 << 20 : (size_t)4 << 20)
 #define RUN_MAX ((size_t)8 * sizeof(void *) * 4096) /* largest page run */
 #define FULL_MAX ((size_t)64 << 10)          /* written whole up to this */
 #define ERRNO_MAGIC 4242
