@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,14 +55,27 @@ static const char *tu_name = "test";
 /* ---- reports ------------------------------------------------------------ */
 
 static volatile sig_atomic_t tu_failing;
+static volatile long tu_failing_tid;
 
 /* The first thread to fail reports; later ones wait for the exit so that
- * messages are never interleaved. */
+ * messages are never interleaved.  A handler failing on the reporting
+ * thread itself exits at once (waiting would wait for itself), and no
+ * wait lasts more than 10 s, so a failure never turns into a hang. */
 static void tu_claim_failure(void)
 {
-  if (__atomic_exchange_n(&tu_failing, 1, __ATOMIC_SEQ_CST))
-    for (;;)
-      pause();
+  long me = (long)syscall(SYS_gettid);
+  struct timespec tenth = { 0, 100000000 };
+  int i;
+
+  if (!__atomic_exchange_n(&tu_failing, 1, __ATOMIC_SEQ_CST)) {
+    tu_failing_tid = me;
+    return;
+  }
+  if (tu_failing_tid == me)
+    _exit(1);
+  for (i = 0; i < 100; i++)
+    nanosleep(&tenth, NULL);
+  _exit(1);
 }
 
 static void tu_vreport(const char *kind, const char *fmt, va_list ap)
