@@ -22,7 +22,6 @@ build=$top/_build-fuzz
 tree=$build/tree
 art=$build/artifacts
 work=$build/corpus
-log=$build/fuzz.log
 
 passed=0
 failed=0
@@ -70,10 +69,12 @@ build_lib() {
          CFLAGS="$cflags -fsanitize=fuzzer-no-link" \
     && make -j2 libatomic_ops_gpl.la >/dev/null) || return 1
   # shellcheck disable=SC2046
-  "$CC" $cflags -fsanitize=fuzzer -Wall -Wextra \
-    -I"$tree/include" $(pkg-config --cflags atomic_ops) \
-    "$tree/tests/fuzz_malloc.c" "$tree/.libs/libatomic_ops_gpl.a" \
-    -o "$build/fuzz_malloc"
+  for v in fuzz_malloc:'' fuzz_static:-DAO_FUZZ_STATIC_ONLY; do
+    "$CC" $cflags -fsanitize=fuzzer -Wall -Wextra ${v#*:} \
+      -I"$tree/include" $(pkg-config --cflags atomic_ops) \
+      "$tree/tests/fuzz_malloc.c" "$tree/.libs/libatomic_ops_gpl.a" \
+      -o "$build/${v%%:*}" || return 1
+  done
 }
 echo "fuzz: building the harness with $CC ($("$CC" --version | head -n1))"
 if ! build_lib; then
@@ -86,9 +87,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # Print what libFuzzer saved, so that it can become a corpus file.
-show_artifacts() {
+show_artifacts() {   # dir
   local f
-  for f in "$art"/*; do
+  for f in "$1"/*; do
     [ -f "$f" ] || continue
     case "$(basename "$f")" in slow-unit-*) continue ;; esac
     echo "==================== $f ($(stat -c %s "$f") bytes)"
@@ -98,40 +99,62 @@ show_artifacts() {
 }
 
 # ---- replay of the seed corpus -----------------------------------------------
-cp tests/fuzz_corpus/* "$work"/
-if "$build/fuzz_malloc" -runs=0 -artifact_prefix="$art/" tests/fuzz_corpus \
-     >"$build/replay.log" 2>&1; then
-  echo "fuzz: PASS: replay of $(ls tests/fuzz_corpus | wc -l) seed inputs"
-  passed=$((passed + 1))
-else
-  echo "fuzz: FAIL: replay of the seed corpus"
-  tail -n 60 "$build/replay.log"
-  show_artifacts
-  failed=$((failed + 1))
-  summary
-fi
+replay_ok=yes
+for name in fuzz_malloc fuzz_static; do
+  mkdir -p "$art/replay-$name"
+  if "$build/$name" -runs=0 -handle_usr1=0 -handle_usr2=0 \
+       -artifact_prefix="$art/replay-$name/" tests/fuzz_corpus \
+       >"$build/replay-$name.log" 2>&1; then
+    echo "fuzz: PASS: $name: replay of $(ls tests/fuzz_corpus | wc -l) seed inputs"
+    passed=$((passed + 1))
+  else
+    echo "fuzz: FAIL: $name: replay of the seed corpus"
+    tail -n 60 "$build/replay-$name.log"
+    show_artifacts "$art/replay-$name"
+    failed=$((failed + 1))
+    replay_ok=no
+  fi
+done
+[ "$replay_ok" = yes ] || summary
 
 # ---- bounded fuzzing -----------------------------------------------------------
-# One process: the allocator's state (and mmap, once enabled) persists
-# across inputs, which the harness is written for.  timeout(1) is a safety
-# net on top of -max_total_time.
-echo "fuzz: fuzzing for $seconds s"
-timeout -k 10 $((seconds + 120)) \
-  "$build/fuzz_malloc" -max_total_time="$seconds" -timeout=10 \
-    -rss_limit_mb=2560 -max_len=1024 -len_control=10 -print_final_stats=1 \
-    -artifact_prefix="$art/" "$work" >"$log" 2>&1
-rc=$?
-grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|INITED)' "$log" | tail -n 3
-findings=$(grep -cE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: |fuzz_malloc: FAIL' "$log")
-if [ "$rc" -eq 0 ] && [ "$findings" -eq 0 ] && ! ls "$art" | grep -qv '^slow-unit-'; then
-  echo "fuzz: PASS: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') inputs in $seconds s, no finding"
-  passed=$((passed + 1))
-else
-  echo "fuzz: FAIL: libFuzzer exited with $rc (last 80 lines of its log follow)"
-  tail -n 80 "$log"
-  show_artifacts
-  echo "fuzz: reproduce with: $build/fuzz_malloc <file>  (or build tests/test_fuzz_replay and pass it the file)"
-  failed=$((failed + 1))
-fi
+# Two fuzzers side by side, one per core: fuzz_malloc (mmap may be turned
+# on, and stays on for the rest of the process once an input does so) and
+# fuzz_static (MMAP ignored: the static heap, full most of the time).  One
+# process each: the allocator's state persists across inputs, which the
+# harness is written for.  libFuzzer's own SIGUSR1/SIGUSR2 handling is off,
+# the harness raises them.  timeout(1) is a safety net.
+fuzz() {   # name
+  mkdir -p "$work/$1" "$art/$1"
+  cp tests/fuzz_corpus/* "$work/$1"/
+  timeout -k 10 $((seconds + 120)) \
+    "$build/$1" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+      -max_len=1024 -len_control=10 -handle_usr1=0 -handle_usr2=0 \
+      -print_final_stats=1 -artifact_prefix="$art/$1/" "$work/$1" \
+      >"$build/$1.log" 2>&1
+  echo $? >"$build/$1.rc"
+}
+echo "fuzz: fuzzing for $seconds s (fuzz_malloc and fuzz_static in parallel)"
+fuzz fuzz_malloc &
+fuzz fuzz_static &
+wait
+for name in fuzz_malloc fuzz_static; do
+  log=$build/$name.log
+  rc=$(cat "$build/$name.rc" 2>/dev/null || echo 1)
+  grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|INITED)' "$log" | tail -n 2 \
+    | sed "s/^/$name: /"
+  findings=$(grep -cE 'ERROR: (libFuzzer|AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: |fuzz_malloc: FAIL' "$log")
+  if [ "$rc" -eq 0 ] && [ "$findings" -eq 0 ] \
+     && ! ls "$art/$name" | grep -qv '^slow-unit-'; then
+    echo "fuzz: PASS: $name: $(awk '/^stat::number_of_executed_units/ {print $2}' "$log") inputs in $seconds s, no finding"
+    passed=$((passed + 1))
+  else
+    echo "fuzz: FAIL: $name: libFuzzer exited with $rc (last 80 lines of its log follow)"
+    tail -n 80 "$log"
+    show_artifacts "$art/$name"
+    echo "fuzz: reproduce with: $build/$name <file>  (or tests/test_fuzz_replay <file>, built by make check)"
+    failed=$((failed + 1))
+  fi
+done
 
 summary

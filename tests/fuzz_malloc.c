@@ -45,6 +45,9 @@
  * accepted only while mmap is off (static heap full), except for a size up
  * to 4 KiB when the harness holds nothing at all, and always for ABSURD.
  *
+ * Built with -DAO_FUZZ_STATIC_ONLY, MMAP does nothing: the whole run then
+ * lives in the static heap, full most of the time.
+ *
  * Any violation prints a message and calls abort(): libFuzzer saves the
  * input.  Built with -DAO_FUZZ_STANDALONE (make check: test_fuzz_replay),
  * main() replays the files named on the command line (directories: every
@@ -652,8 +655,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fz_free_slot((k + i * a) % FZ_SLOTS, "free many");
       break;
     case 9:
+#ifndef AO_FUZZ_STATIC_ONLY
       AO_malloc_enable_mmap();
       mmap_on = 1;
+#endif
       break;
     case 10:
       k = fz_byte(&r);
