@@ -104,7 +104,9 @@
 /* Live bytes the harness holds at most (keeps RSS and checking time low). */
 #define FZ_LIVE_CAP ((size_t)32 << 20)
 /* With nothing held, the static heap must still give a block this small. */
-#define FZ_MUST_FIT_STATIC ((size_t)4096)
+#ifndef FZ_MUST_FIT_STATIC
+# define FZ_MUST_FIT_STATIC ((size_t)4096)
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
