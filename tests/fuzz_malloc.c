@@ -272,9 +272,14 @@ static int fz_holds_nothing(void)
 }
 
 /* Sizes whose NULL is legal: beyond this, nothing can be mapped. */
+/* Sizes that may fail even with mmap enabled. */
 static int fz_absurd(size_t n)
 {
+#if SIZE_MAX > 0xffffffffu
   return n >= ((size_t)1 << 47);
+#else
+  return n >= SIZE_MAX / 2;
+#endif
 }
 
 /* Checks on a fresh block of n bytes (not NULL); then fills it. */
@@ -491,6 +496,10 @@ static void fz_on_usr2(int sig)
     fz_scheck_free(&sig_blocks[--sig_nblocks]);
 }
 
+/* Handler runs so far: raise() delivers before it returns on Linux, but
+ * under valgrind the delivery may come a little later. */
+static volatile sig_atomic_t usr1_runs;
+
 static void fz_on_usr1(int sig)
 {
   unsigned i, n = sig_flags % 8 + 1;
@@ -520,6 +529,7 @@ static void fz_on_usr1(int sig)
       fz_scheck_free(&sig_blocks[i]);
     sig_nblocks = 0;
   }
+  usr1_runs++;
 }
 
 static void fz_install_handlers(void)
@@ -556,7 +566,18 @@ static void fz_signal(unsigned k, unsigned flags, size_t n)
   sig_size = n;
   /* Hand a block back only into an empty slot. */
   sig_flags = b->p == NULL ? flags : flags & ~64u;
-  raise(SIGUSR1);
+  {
+    sig_atomic_t before = usr1_runs;
+    struct timespec ms = { 0, 1000000 };
+    unsigned waited = 0;
+
+    raise(SIGUSR1);
+    while (usr1_runs == before) {
+      if (++waited > 10000)
+        fz_fail("signal: the SIGUSR1 handler did not run within 10 s");
+      nanosleep(&ms, NULL);
+    }
+  }
   if (sig_in.p != NULL)
     fz_fail("signal: the handler did not free the block handed to it");
   if (sig_out.p != NULL) {
@@ -607,9 +628,16 @@ static size_t fz_size(unsigned hi, unsigned lo)
   return n;
 }
 
+/* Sizes no address space can hold: on 32-bit targets, more than 7/8 of
+ * it (a contiguous 2 GiB might well be found there). */
 static const size_t fz_absurd_sizes[8] = {
-  SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 4096, SIZE_MAX / 2 + 1,
+  SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 4096, SIZE_MAX - (SIZE_MAX >> 3),
+#if SIZE_MAX > 0xffffffffu
   (size_t)1 << 62, (size_t)1 << 48, (size_t)PTRDIFF_MAX, (size_t)1 << 47
+#else
+  SIZE_MAX - (SIZE_MAX >> 4), SIZE_MAX - (SIZE_MAX >> 5),
+  SIZE_MAX - 65536, SIZE_MAX - (SIZE_MAX >> 6)
+#endif
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
