@@ -31,7 +31,7 @@ for p in "${deps[@]}"; do
     || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -q && apt-get install -y -q --no-install-recommends \
+  { apt-get update -q || true; } && apt-get install -y -q --no-install-recommends \
     "${missing[@]}" || echo "$me: could not install ${missing[*]}" >&2
 fi
 

@@ -42,7 +42,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then as_root=(); else as_root=(sudo -E); fi
   echo "fuzz: installing ${missing[*]}"
-  "${as_root[@]}" apt-get update -q \
+  { "${as_root[@]}" apt-get update -q || true; } \
     && "${as_root[@]}" apt-get install -y -q --no-install-recommends \
          "${missing[@]}" \
     || echo "fuzz: could not install ${missing[*]}; trying with what is there" >&2
