@@ -57,22 +57,10 @@ fi
 export ASAN_OPTIONS="detect_leaks=$leaks:halt_on_error=1:abort_on_error=0:allow_user_segv_handler=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
-# ---- sources: a VPATH build needs a top that was not configured in place
-# (.ci/run configures there first); then a copy of the tracked files.
-top=$PWD
-if [ -f config.status ]; then
-  mkdir -p "$build/src" \
-    && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$build/src" \
-    || finish 0 1
-  top=$PWD/$build/src
-  echo "$me: the top is configured in place; building from a copy of the tracked files"
-fi
-if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
-  (cd "$top" && autoreconf -fi) >"$build/autoreconf.log" 2>&1 || {
-    tail -n 40 "$build/autoreconf.log"
-    finish 0 1
-  }
-fi
+# ---- sources (see .ci/source-top.sh)
+. .ci/source-top.sh
+ci_source_top "$build" || finish 0 1
+top=$CI_TOP
 
 cd "$build" || finish 0 1
 if ! "$top/configure" CFLAGS="-g -O2 $SAN" LDFLAGS="$SAN" >configure.log 2>&1 \

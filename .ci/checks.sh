@@ -11,19 +11,10 @@ export AM_COLOR_TESTS=no
 
 build=_build-checks
 rm -rf "$build" && mkdir "$build" || exit 1
-# A VPATH build needs a top that was not configured in place (.ci/run
-# configures there first): else build from a copy of the tracked files.
-top=$PWD
-if [ -f config.status ]; then
-  mkdir -p "$build/src" \
-    && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$build/src" \
-    || { echo "0 passed, 1 failed"; exit 1; }
-  top=$PWD/$build/src
-fi
-if [ ! -x "$top/configure" ]; then
-  (cd "$top" && autoreconf -fi) >"$build/autoreconf.log" 2>&1 \
-    || { tail -n 40 "$build/autoreconf.log"; echo "0 passed, 1 failed"; exit 1; }
-fi
+# A VPATH build needs a top not configured in place (.ci/source-top.sh).
+. .ci/source-top.sh
+ci_source_top "$build" || { echo "0 passed, 1 failed"; exit 1; }
+top=$CI_TOP
 cd "$build" || exit 1
 log=check.log
 if "$top/configure" --enable-checks >configure.log 2>&1 && make -j2 >make.log 2>&1; then

@@ -62,22 +62,10 @@ command -v valgrind >/dev/null || { echo "$me: no valgrind"; finish 0 1; }
 
 rm -rf "$build" && mkdir "$build" || finish 0 1
 
-# ---- sources: a VPATH build needs a top that was not configured in place
-# (.ci/run configures there first); then a copy of the tracked files.
-top=$PWD
-if [ -f config.status ]; then
-  mkdir -p "$build/src" \
-    && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$build/src" \
-    || finish 0 1
-  top=$PWD/$build/src
-  echo "$me: the top is configured in place; building from a copy of the tracked files"
-fi
-if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ]; then
-  (cd "$top" && autoreconf -fi) >"$build/autoreconf.log" 2>&1 || {
-    tail -n 40 "$build/autoreconf.log"
-    finish 0 1
-  }
-fi
+# ---- sources (see .ci/source-top.sh)
+. .ci/source-top.sh
+ci_source_top "$build" || finish 0 1
+top=$CI_TOP
 
 cd "$build" || finish 0 1
 # check TESTS= builds the test programs without running them.
