@@ -57,8 +57,8 @@ fi
 export ASAN_OPTIONS="detect_leaks=$leaks:halt_on_error=1:abort_on_error=0:allow_user_segv_handler=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 
-# ---- sources (see .ci/source-top.sh)
-. .ci/source-top.sh
+# ---- sources (see .ci/lib.sh)
+. .ci/lib.sh
 ci_source_top "$build" || finish 0 1
 top=$CI_TOP
 
@@ -77,9 +77,8 @@ fi
 
 rc=0
 make -j2 check >check.log 2>&1 || rc=$?
-sum() { awk -v key="# $1:" 'index($0, key) == 1 { n += $NF } END { print n + 0 }' check.log; }
-passed=$(sum PASS)
-failed=$(( $(sum FAIL) + $(sum XPASS) + $(sum ERROR) + warn ))
+passed=$(ci_sum PASS check.log)
+failed=$(( $(ci_sum FAIL check.log) + $(ci_sum XPASS check.log) + $(ci_sum ERROR check.log) + warn ))
 grep -E '^(FAIL|ERROR|SKIP|XPASS):' check.log
 # The poisoning must be proven, not skipped (a FAIL is counted above).
 if ! grep -q -E '^(PASS|FAIL|ERROR): test_track_use_after_free$' check.log; then
@@ -87,8 +86,7 @@ if ! grep -q -E '^(PASS|FAIL|ERROR): test_track_use_after_free$' check.log; then
   failed=$((failed + 1))
 fi
 if [ "$rc" -ne 0 ]; then
-  find . -name test-suite.log -exec grep -l -E '^# (FAIL|ERROR|XPASS): *[1-9]' {} + \
-    | while read -r log; do echo "==================== $log"; cat "$log"; done
+  ci_print_failed_suites
   [ "$failed" -gt 0 ] || failed=1
 fi
 finish "$passed" "$failed"

@@ -11,8 +11,8 @@ export AM_COLOR_TESTS=no
 
 build=_build-checks
 rm -rf "$build" && mkdir "$build" || exit 1
-# A VPATH build needs a top not configured in place (.ci/source-top.sh).
-. .ci/source-top.sh
+# A VPATH build needs a top not configured in place (.ci/lib.sh).
+. .ci/lib.sh
 ci_source_top "$build" || { echo "0 passed, 1 failed"; exit 1; }
 top=$CI_TOP
 cd "$build" || exit 1
@@ -25,11 +25,10 @@ else
   echo "0 passed, 1 failed"
   exit 1
 fi
-sum() { awk -v key="# $1:" 'index($0, key) == 1 { n += $NF } END { print n + 0 }' "$log"; }
-passed=$(sum PASS)
-failed=$(( $(sum FAIL) + $(sum XPASS) + $(sum ERROR) ))
+passed=$(ci_sum PASS "$log")
+failed=$(( $(ci_sum FAIL "$log") + $(ci_sum XPASS "$log") + $(ci_sum ERROR "$log") ))
 if [ "$rc" != 0 ]; then
-  find . -name test-suite.log -exec cat {} +
+  ci_print_failed_suites
   [ "$failed" -gt 0 ] || failed=1
 fi
 grep -E '^(PASS|FAIL|ERROR|SKIP|XPASS)' "$log" | grep -v '^PASS' || true

@@ -62,8 +62,8 @@ command -v valgrind >/dev/null || { echo "$me: no valgrind"; finish 0 1; }
 
 rm -rf "$build" && mkdir "$build" || finish 0 1
 
-# ---- sources (see .ci/source-top.sh)
-. .ci/source-top.sh
+# ---- sources (see .ci/lib.sh)
+. .ci/lib.sh
 ci_source_top "$build" || finish 0 1
 top=$CI_TOP
 
@@ -111,9 +111,8 @@ rc=0
 make check-TESTS LOG_COMPILER="$PWD/memcheck.sh" >check.log 2>&1 || rc=$?
 make -C tests -j2 check-TESTS TESTS="${run[*]}" \
      LOG_COMPILER="$PWD/memcheck.sh" >>check.log 2>&1 || rc=$?
-sum() { awk -v key="# $1:" 'index($0, key) == 1 { n += $NF } END { print n + 0 }' check.log; }
-passed=$(sum PASS)
-failed=$(( $(sum FAIL) + $(sum XPASS) + $(sum ERROR) ))
+passed=$(ci_sum PASS check.log)
+failed=$(( $(ci_sum FAIL check.log) + $(ci_sum XPASS check.log) + $(ci_sum ERROR check.log) ))
 grep -E '^(FAIL|ERROR|SKIP|XPASS):' check.log
 # memcheck must have seen the misuse of AO_malloc blocks (a FAIL is
 # counted above).
@@ -122,8 +121,7 @@ if ! grep -q -E '^(PASS|FAIL|ERROR): test_track_use_after_free$' check.log; then
   failed=$((failed + 1))
 fi
 if [ "$rc" -ne 0 ]; then
-  find . -name test-suite.log -exec grep -l -E '^# (FAIL|ERROR|XPASS): *[1-9]' {} + \
-    | while read -r log; do echo "==================== $log"; cat "$log"; done
+  ci_print_failed_suites
   [ "$failed" -gt 0 ] || failed=1
 fi
 finish "$passed" "$failed"

@@ -70,34 +70,9 @@ static size_t nblocks;
 static uint64_t rng;
 static uint64_t tag_next;
 
-/* A field of /proc/self/status in KiB, or -1; no malloc, signal-safe. */
-static long status_kb(const char *field)
-{
-  static char buf[8192];
-  char key[32];
-  size_t klen = 0;
-  ssize_t n, tot = 0;
-  char *s;
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0)
-    return -1;
-  while (tot < (ssize_t)sizeof(buf) - 1
-         && (n = read(fd, buf + tot, sizeof(buf) - 1 - (size_t)tot)) > 0)
-    tot += n;
-  close(fd);
-  buf[tot] = '\0';
-  tu_sappend(key, sizeof(key), &klen, "\n");
-  tu_sappend(key, sizeof(key), &klen, field);
-  tu_sappend(key, sizeof(key), &klen, ":");
-  s = strstr(buf, key);
-  if (s == NULL)
-    return -1;
-  return strtol(s + klen, NULL, 10);
-}
-
 static long rss_kb(void)
 {
-  return status_kb("VmRSS");
+  return tu_status_kb("VmRSS");
 }
 
 static long allowed_kb(long start)

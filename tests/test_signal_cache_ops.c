@@ -252,28 +252,6 @@ static void check_live(struct worker *w, const struct live *l, const char *what)
             "operation)", w->index, what, (void *)l->p, l->size, bad);
 }
 
-/* A field of /proc/self/status in KiB, or -1; no malloc. */
-static long status_kb(const char *field)
-{
-  static char buf[8192];
-  char key[32];
-  ssize_t n, tot = 0;
-  char *s;
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0)
-    return -1;
-  while (tot < (ssize_t)sizeof(buf) - 1
-         && (n = read(fd, buf + tot, sizeof(buf) - 1 - (size_t)tot)) > 0)
-    tot += n;
-  close(fd);
-  buf[tot] = '\0';
-  snprintf(key, sizeof(key), "\n%s:", field);
-  s = strstr(buf, key);
-  if (s == NULL)
-    return -1;
-  return strtol(s + strlen(key), NULL, 10);
-}
-
 static void start_timer(struct worker *w, uint64_t *rng)
 {
 #ifdef SIGEV_TID
@@ -600,12 +578,12 @@ int main(int argc, char **argv)
 #ifdef AO_HAVE_malloc_trim
   AO_malloc_trim();
   /* under qemu-user (.ci/cross.sh) VmRSS is the emulator's: no RSS check */
-  rss0 = getenv("AO_TEST_UNDER_QEMU") != NULL ? -1 : status_kb("VmRSS");
+  rss0 = getenv("AO_TEST_UNDER_QEMU") != NULL ? -1 : tu_status_kb("VmRSS");
 #endif
   steady_phase("steady", secs);
 #ifdef AO_HAVE_malloc_trim
   AO_malloc_trim();
-  rss1 = status_kb("VmRSS");
+  rss1 = tu_status_kb("VmRSS");
   if (rss0 >= 0 && rss1 >= 0) {
     tu_info("VmRSS after AO_malloc_trim(): %ld KiB after the warm-up, %ld KiB"
             " after the steady phase", rss0, rss1);

@@ -39,28 +39,6 @@ static atomic_int stop_signaller;
 static _Thread_local struct worker *me;
 static _Thread_local uint64_t hrng;
 
-/* A field of /proc/self/status in KiB, or -1; no malloc. */
-static long status_kb(const char *field)
-{
-  static char buf[8192];
-  char key[32];
-  ssize_t n, tot = 0;
-  char *s;
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0)
-    return -1;
-  while (tot < (ssize_t)sizeof(buf) - 1
-         && (n = read(fd, buf + tot, sizeof(buf) - 1 - (size_t)tot)) > 0)
-    tot += n;
-  close(fd);
-  buf[tot] = '\0';
-  snprintf(key, sizeof(key), "\n%s:", field);
-  s = strstr(buf, key);
-  if (s == NULL)
-    return -1;
-  return strtol(s + strlen(key), NULL, 10);
-}
-
 static void handler(int sig)
 {
   int saved = errno, c;
@@ -157,7 +135,7 @@ int main(int argc, char **argv)
   deadline = tu_now() + tu_seconds(4);
   if (getenv("AO_TEST_UNDER_QEMU") != NULL) /* set by .ci/cross.sh */
     tu_skip("under qemu-user, /proc/self/status measures the emulator (its code cache, per-thread state), not this program");
-  if (status_kb("VmRSS") < 0)
+  if (tu_status_kb("VmRSS") < 0)
     tu_skip("no VmRSS in /proc/self/status");
 #ifndef AO_HAVE_malloc_trim
   tu_skip("no AO_malloc_trim: cannot tell free memory from leaked memory");
@@ -205,7 +183,7 @@ int main(int argc, char **argv)
 #ifdef AO_HAVE_malloc_trim
     if (r == FIRST_CHECK) {
       AO_malloc_trim();
-      first = status_kb("VmRSS");
+      first = tu_status_kb("VmRSS");
     }
 #endif
   }
@@ -215,7 +193,7 @@ int main(int argc, char **argv)
 #ifdef AO_HAVE_malloc_trim
   AO_malloc_trim();
 #endif
-  end = status_kb("VmRSS");
+  end = tu_status_kb("VmRSS");
   tu_info("%lu threads; %lu handler runs, %lu of them after the thread's "
           "start routine returned; VmRSS after AO_malloc_trim(): %ld KiB "
           "after %d threads, %ld KiB at the end", r * BATCH,

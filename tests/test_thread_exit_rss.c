@@ -62,28 +62,6 @@ static uint64_t new_tag(void)
   return t * 0x9E3779B97F4A7C15ULL;
 }
 
-/* A field of /proc/self/status in KiB, or -1; no malloc. */
-static long status_kb(const char *field)
-{
-  static char buf[8192];
-  char key[32];
-  ssize_t n, tot = 0;
-  char *s;
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0)
-    return -1;
-  while (tot < (ssize_t)sizeof(buf) - 1
-         && (n = read(fd, buf + tot, sizeof(buf) - 1 - (size_t)tot)) > 0)
-    tot += n;
-  close(fd);
-  buf[tot] = '\0';
-  snprintf(key, sizeof(key), "\n%s:", field);
-  s = strstr(buf, key);
-  if (s == NULL)
-    return -1;
-  return strtol(s + strlen(key), NULL, 10);
-}
-
 static void blk_new(struct blk *b, size_t size, const char *who)
 {
   b->p = AO_malloc(size);
@@ -248,7 +226,7 @@ int main(int argc, char **argv)
   deadline = tu_now() + tu_seconds(10);
   if (getenv("AO_TEST_UNDER_QEMU") != NULL) /* set by .ci/cross.sh */
     tu_skip("under qemu-user, /proc/self/status measures the emulator (its code cache, per-thread state), not this program");
-  if (status_kb("VmRSS") < 0)
+  if (tu_status_kb("VmRSS") < 0)
     tu_skip("no VmRSS in /proc/self/status");
   if (nthreads < 2 * CHECK_EVERY)
     nthreads = 2 * CHECK_EVERY;
@@ -268,14 +246,14 @@ int main(int argc, char **argv)
     done += (unsigned long)n;
     if (done % CHECK_EVERY == 0 || done == nthreads) {
       drain_pool();
-      rss = status_kb("VmRSS");
-      vm = status_kb("VmSize");
+      rss = tu_status_kb("VmRSS");
+      vm = tu_status_kb("VmSize");
       if (rss_first < 0) {
         rss_first = rss;
         vm_first = vm;
 #ifdef AO_HAVE_malloc_trim
         AO_malloc_trim();
-        trimmed_first = status_kb("VmRSS");
+        trimmed_first = tu_status_kb("VmRSS");
 #endif
       }
       if (rss > rss_max)
@@ -289,11 +267,11 @@ int main(int argc, char **argv)
     }
   }
   drain_pool();
-  rss = status_kb("VmRSS");
-  vm = status_kb("VmSize");
+  rss = tu_status_kb("VmRSS");
+  vm = tu_status_kb("VmSize");
 #ifdef AO_HAVE_malloc_trim
   AO_malloc_trim();
-  trimmed_end = status_kb("VmRSS");
+  trimmed_end = tu_status_kb("VmRSS");
 #endif
 
   tu_info("%lu threads%s; VmRSS %ld KiB after %d threads, %ld KiB at the "

@@ -529,12 +529,15 @@ static void tu_sort(void *base, size_t n, size_t size,
 
 /* ---- /proc/self/status without malloc ------------------------------------ */
 
-/* VmSize in KiB, or -1 when unavailable (not Linux). */
+/* A field of /proc/self/status ("VmRSS", "VmSize"...) in KiB, or -1 when
+ * unavailable (not Linux).  No malloc, async-signal-safe; one static
+ * buffer, so one caller at a time. */
 __attribute__((unused))
-static long tu_vmsize_kb(void)
+static long tu_status_kb(const char *field)
 {
   static char buf[8192];
-  const char *key = "\nVmSize:";
+  char key[32];
+  size_t klen = 0;
   ssize_t n, tot = 0;
   char *s;
   int fd = open("/proc/self/status", O_RDONLY);
@@ -545,10 +548,20 @@ static long tu_vmsize_kb(void)
     tot += n;
   close(fd);
   buf[tot] = '\0';
+  tu_sappend(key, sizeof(key), &klen, "\n");
+  tu_sappend(key, sizeof(key), &klen, field);
+  tu_sappend(key, sizeof(key), &klen, ":");
   s = strstr(buf, key);
   if (s == NULL)
     return -1;
-  return strtol(s + strlen(key), NULL, 10);
+  return strtol(s + klen, NULL, 10);
+}
+
+/* VmSize in KiB, or -1 when unavailable. */
+__attribute__((unused))
+static long tu_vmsize_kb(void)
+{
+  return tu_status_kb("VmSize");
 }
 
 #endif /* !TEST_UTIL_H */

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
-# Sourced by the .ci scripts: find a source tree that a VPATH build can use.
+# Sourced by the .ci scripts: the source tree of a VPATH build, and the
+# counts of automake test-suite logs.
 #
 # ci_source_top BUILD_DIR sets CI_TOP to the repository top, or, when the
 # top is configured in place (.ci/run does that first, and automake then
@@ -22,4 +23,16 @@ ci_source_top() {
       return 1
     }
   fi
+}
+
+# ci_sum KEY LOG: the sum of the "# KEY: N" lines of automake's summaries.
+ci_sum() {
+  awk -v key="# $1:" 'index($0, key) == 1 { n += $NF } END { print n + 0 }' "$2"
+}
+
+# Print every test-suite.log under the current directory that records a
+# failure.
+ci_print_failed_suites() {
+  find . -name test-suite.log -exec grep -l -E '^# (FAIL|ERROR|XPASS): *[1-9]' {} + \
+    | while read -r log; do echo "==================== $log"; cat "$log"; done
 }
