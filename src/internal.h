@@ -3,6 +3,8 @@
 #ifndef AO_GPL_INTERNAL_H
 #define AO_GPL_INTERNAL_H
 
+#include "symbols.h"     /* the ao_gpl_ link names of internal globals */
+
 #ifdef HAVE_CONFIG_H
 # include "config.h"
 #endif

@@ -1,9 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The shared library exports exactly the public API and imports nothing that breaks async-signal safety.
+# The libraries export exactly the public API and import nothing that breaks async-signal safety.
 #
-# Checks on $(top_builddir)/.libs/libatomic_ops_gpl.so (skipped, exit 77,
-# when no shared library was built):
+# Checks on $(top_builddir)/.libs/libatomic_ops_gpl.a (skipped when no
+# static library was built):
+#  - every defined global symbol (functions, data, read-only data, weak and
+#    TLS symbols) is a public AO_* name or carries the library's prefix
+#    ao_gpl_ (src/symbols.h renames the internal names), so that a program
+#    linked statically may use any other name for its own globals.
+# Checks on $(top_builddir)/.libs/libatomic_ops_gpl.so (skipped when no
+# shared library was built, e.g. --disable-shared):
 #  - nm -D --defined-only lists exactly the eleven public functions (AO_malloc_trim included), plus
 #    (optionally, both or neither) the two upstream 7.6 ABI entry points
 #    that binaries built with 7.6's almost-lock-free headers call;
@@ -13,14 +19,16 @@
 #    malloc inside it on a thread's first access to a dlopen'ed library's
 #    TLS, which is not async-signal-safe);
 #  - readelf -d shows SONAME libatomic_ops_gpl.so.1.
+# Exit 77 when neither library exists.
 set -u
 
 me=check_exports
 top=${top_builddir:-..}
 lib=$top/.libs/libatomic_ops_gpl.so
+archive=$top/.libs/libatomic_ops_gpl.a
 
-if [ ! -f "$lib" ]; then
-  echo "$me: SKIP: no shared library at $lib (built with --disable-shared?)" >&2
+if [ ! -f "$lib" ] && [ ! -f "$archive" ]; then
+  echo "$me: SKIP: neither $lib nor $archive exists" >&2
   exit 77
 fi
 for tool in nm readelf; do
@@ -48,6 +56,35 @@ AO_stack_next_ptr_d
 AO_stack_pop_acquire
 AO_stack_push_release'
 
+compat='AO_stack_pop_explicit_aux_acquire
+AO_stack_push_explicit_aux_release'
+
+if [ -f "$archive" ]; then
+  # "nm -g --defined-only" prints "addr type name" per symbol, plus member
+  # headers ("x.o:") and blank lines, which have fewer fields.
+  globals=$(nm -g --defined-only "$archive" | awk 'NF >= 3 { print $3 }' \
+            | LC_ALL=C sort -u) || {
+    fail "nm -g --defined-only $archive failed"
+    exit 1
+  }
+  allowed=$(printf '%s\n%s\n' "$expected" "$compat")
+  unprefixed=$(printf '%s\n' "$globals" | grep -v '^ao_gpl_' \
+               | while read -r s; do
+                   [ -n "$s" ] || continue
+                   printf '%s\n' "$allowed" | grep -qx "$s" || printf ' %s' "$s"
+                 done)
+  if [ -n "$unprefixed" ]; then
+    fail "$archive defines global symbols that are neither public API nor prefixed ao_gpl_ (add them to src/symbols.h):$unprefixed"
+  else
+    echo "$me: ok: $archive defines only public AO_* and ao_gpl_* globals" >&2
+  fi
+fi
+
+if [ ! -f "$lib" ]; then
+  echo "$me: no shared library at $lib (built with --disable-shared?): its checks skipped" >&2
+  exit $status
+fi
+
 # Defined dynamic symbols, without version suffixes; type A entries are
 # version-node names, not symbols.
 defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
@@ -55,8 +92,6 @@ defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
   fail "nm -D --defined-only $lib failed"
   exit 1
 }
-compat='AO_stack_pop_explicit_aux_acquire
-AO_stack_push_explicit_aux_release'
 with_compat=$(printf '%s\n%s\n' "$expected" "$compat" | LC_ALL=C sort)
 if [ "$defined" = "$with_compat" ]; then
   expected=$with_compat

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/* Link names of the library's internal globals: every one carries the ao_gpl_ prefix. */
+/*
+ * The static archive cannot hide symbols the way the shared library does
+ * (visibility and the version script act only at shared link time), so any
+ * non-static function or variable named here with its short name would
+ * collide with a client's own global of that name: a program defining
+ * central_free would fail to link against libatomic_ops_gpl.a.  Each
+ * internal global therefore keeps its short name in the source and gets
+ * the prefix through one macro below.  internal.h includes this first, so
+ * every declaration and definition sees the same link name.
+ *
+ * Adding a non-static function or variable in src/: add a line here, in
+ * its file's group.  tests/check_exports.sh (make check) lists any global
+ * of the archive that is neither public AO_* API nor prefixed ao_gpl_.
+ * Names that already start with ao_gpl_ (ao_gpl_tcache...) need no line.
+ */
+#ifndef AO_GPL_SYMBOLS_H
+#define AO_GPL_SYMBOLS_H
+
+/* os_memory.c */
+#define os_enable_mmap ao_gpl_os_enable_mmap
+#define os_mmap_enabled ao_gpl_os_mmap_enabled
+#define os_map_aligned ao_gpl_os_map_aligned
+#define os_unmap ao_gpl_os_unmap
+#define os_release ao_gpl_os_release
+
+/* chunk_provider.c */
+#define chunk_alloc_pages ao_gpl_chunk_alloc_pages
+#define chunk_free_pages ao_gpl_chunk_free_pages
+#define chunk_set_owner ao_gpl_chunk_set_owner
+#define chunk_trim ao_gpl_chunk_trim
+
+/* span.c */
+#define span_new_small ao_gpl_span_new_small
+#define span_take_batch ao_gpl_span_take_batch
+#define span_put_block ao_gpl_span_put_block
+#define span_put_chain ao_gpl_span_put_chain
+#define span_try_retire ao_gpl_span_try_retire
+#define span_recycle ao_gpl_span_recycle
+#define span_memory_can_grow ao_gpl_span_memory_can_grow
+#define span_descriptor_get ao_gpl_span_descriptor_get
+#define span_descriptor_put ao_gpl_span_descriptor_put
+#define span_new_run ao_gpl_span_new_run
+#define span_free_run ao_gpl_span_free_run
+
+/* central.c */
+#define central_alloc ao_gpl_central_alloc
+#define central_alloc_batch ao_gpl_central_alloc_batch
+#define central_free ao_gpl_central_free
+#define central_free_chain ao_gpl_central_free_chain
+#define central_reclaim ao_gpl_central_reclaim
+
+/* large.c */
+#define large_alloc ao_gpl_large_alloc
+#define large_free_run ao_gpl_large_free_run
+#define large_free_mapping ao_gpl_large_free_mapping
+#define large_trim ao_gpl_large_trim
+
+/* thread_cache.c */
+#define cache_alloc_slow ao_gpl_cache_alloc_slow
+#define cache_free_slow ao_gpl_cache_free_slow
+#define cache_alloc_run ao_gpl_cache_alloc_run
+#define cache_free_run ao_gpl_cache_free_run
+#define cache_flush_bin ao_gpl_cache_flush_bin
+#define cache_flush_self ao_gpl_cache_flush_self
+
+/* checks.c (checks_* exist only in --enable-checks builds) */
+#define misuse_report ao_gpl_misuse_report
+#define checks_allocated ao_gpl_checks_allocated
+#define checks_free ao_gpl_checks_free
+
+/* stack_almost_lock_free.c */
+#define ao_stack_alf_push ao_gpl_stack_alf_push
+#define ao_stack_alf_pop ao_gpl_stack_alf_pop
+
+#endif /* !AO_GPL_SYMBOLS_H */
