@@ -13,6 +13,12 @@
 #include "atomic_ops_stack.h"
 #include <stddef.h>
 
+/* Not from our atomic_ops_stack.h alone: upstream's stack header (7.6 has
+ * no AO_API) may have taken the shared include guard AO_STACK_H first. */
+#ifndef AO_API
+# define AO_API extern
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
