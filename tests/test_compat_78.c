@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* A client written against the libatomic_ops 7.8 API; also built without a double-width CAS. */
+/* A client written against upstream's newer stack API; also built without a double-width CAS. */
 /*
- * 7.8-style use: AO_uintptr_t link fields, AO_stack_init, AO_stack_head_ptr
- * and AO_stack_next_ptr_d traversal, AO_stack_is_lock_free, the
+ * Newer-style use: AO_uintptr_t link fields and AO_stack_next_ptr_d
+ * traversal (both from upstream's development line after 7.8.2, not in a
+ * 7.8 release), AO_stack_init, AO_stack_head_ptr, AO_stack_is_lock_free, the
  * AO_HAVE_stack_* feature macros, AO_STACK_IS_LOCK_FREE and
  * AO_MALLOC_IS_LOCK_FREE.
  *
