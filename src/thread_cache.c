@@ -94,12 +94,20 @@ static volatile AO_t next_shard;
 static void cache_thread_exit(void *arg);
 static void cache_flush_all(struct thread_cache *tc);
 static void cache_atfork_child(void);
+static void owner_set(struct thread_cache *tc, unsigned from, AO_t new1);
 
 __attribute__((__constructor__)) static void cache_key_init(void)
 {
+  struct thread_cache *own = ao_gpl_tcache;
+
   if (pthread_key_create(&exit_key, cache_thread_exit) == 0
       && (unsigned long)exit_key < 32)
     AO_store_release(&exit_key_ok, 1);
+  /* Allocations may come before this constructor, and a fork too (from an
+   * earlier constructor): this thread's cache may then carry the parent's
+   * tid.  Nobody drains it before image_pid is set. */
+  if (own != &ao_gpl_no_cache)
+    owner_set(own, 1u << CACHE_OWNED, OWNER(os_gettid(), CACHE_OWNED));
   if (pthread_atfork(NULL, NULL, cache_atfork_child) == 0)
     AO_store_release(&image_pid, (AO_t)os_getpid());
 }
