@@ -28,7 +28,7 @@ static __thread int creating __attribute__((__tls_model__("initial-exec")));
  *   FREE      flushed, reusable: the first allocation of a thread claims
  *             one (FREE -> OWNED) before it creates a new cache;
  *   OWNED     by thread tid of this process;
- *   DRAINING  an other thread is flushing it (the owner is gone);
+ *   DRAINING  another thread is flushing it (the owner is gone);
  *   ORPHANED  owned by a thread of the parent before a fork: in the child
  *             that thread does not exist.
  *
@@ -45,14 +45,17 @@ static __thread int creating __attribute__((__tls_model__("initial-exec")));
  * when a thread finds no FREE cache (a bounded round-robin scan), in
  * AO_malloc_trim (all of them) and when memory runs out.
  *
- * fork: the pthread_atfork child handler (the child is single-threaded)
+ * fork: the pthread_atfork child handler (the child has one thread)
  * retags the surviving thread's own cache with its new tid and marks every
  * other OWNED cache ORPHANED, then records the child's pid in image_pid.
  * Scanners drain only while image_pid == getpid(): in a child made without
  * the handlers (_Fork, a raw clone, vfork) the surviving thread's cache
  * still carries the parent's tid, which tgkill would call gone, so nothing
  * is drained there (only FREE caches are reused): a leak, never a cache
- * drained under its owner.
+ * drained under its owner.  The constructor retags its own thread's cache
+ * too, before it sets image_pid: a fork may have come before it ran.  (A
+ * pid alone would not do: the surviving thread's cache and those of the
+ * vanished threads carry the same old pid.)
  *
  * Signals.  A scan never drains the caller's own cache (ao_gpl_tcache) nor
  * runs while the caller is `creating`.  A handler that interrupts a scan
@@ -74,7 +77,8 @@ enum cache_state { CACHE_FREE = 0, CACHE_OWNED = 1, CACHE_DRAINING = 2,
 
 static struct thread_cache *volatile registry;
 static volatile AO_t registry_size;
-/* Where the next creation's scan starts: any node, or NULL (the head). */
+/* Where the next creation's scan starts: any node, or NULL (the head);
+ * racy updates only move the starting point. */
 static struct thread_cache *volatile scan_cursor;
 /* The process whose threads the OWNED tids name (0: none yet). */
 static volatile AO_t image_pid;
@@ -133,18 +137,29 @@ static void owner_set(struct thread_cache *tc, unsigned from, AO_t new1)
   } while (!owner_cas(tc, v1, v2, new1));
 }
 
-/* The fork child is single-threaded: no CAS here races with another. */
+static struct thread_cache *registry_head(void)
+{
+  return (struct thread_cache *)AO_load_acquire((volatile AO_t *)&registry);
+}
+
+/* The fork child has one thread: only its signal handlers race with this.
+ * One may claim or create a cache meanwhile (with the child's tid: spared),
+ * or make this thread's cache (ao_gpl_tcache, read again per node). */
 static void cache_atfork_child(void)
 {
-  struct thread_cache *own = ao_gpl_tcache, *tc;
+  struct thread_cache *tc;
   long pid = os_getpid(), tid = os_gettid();
+  AO_t v1, v2, new1;
 
-  for (tc = registry; tc != NULL; tc = tc->next) {
-    if (tc == own)
-      owner_set(tc, 1u << CACHE_OWNED, OWNER(tid, CACHE_OWNED));
-    else
-      owner_set(tc, 1u << CACHE_OWNED, OWNER(0, CACHE_ORPHANED));
-  }
+  for (tc = registry_head(); tc != NULL; tc = tc->next)
+    do {
+      v2 = AO_load_acquire(&tc->owner.AO_val2);
+      v1 = AO_load_acquire(&tc->owner.AO_val1);
+      if (OWNER_STATE(v1) != CACHE_OWNED || OWNER_TID(v1) == tid)
+        break;
+      new1 = tc == ao_gpl_tcache ? OWNER(tid, CACHE_OWNED)
+                                 : (v1 & ~(AO_t)3) | CACHE_ORPHANED;
+    } while (!owner_cas(tc, v1, v2, new1));
   AO_store_release(&image_pid, (AO_t)pid);
 }
 
@@ -195,7 +210,7 @@ int cache_reclaim_dead(void)
 
   if (pid == 0)
     return 0;
-  for (tc = registry; tc != NULL; tc = tc->next)
+  for (tc = registry_head(); tc != NULL; tc = tc->next)
     if (cache_drain(tc, pid, &word, &version)) {
       /* Nobody else moves a DRAINING cache: this CAS succeeds. */
       owner_cas(tc, word, version, OWNER(0, CACHE_FREE));
@@ -213,7 +228,7 @@ static struct thread_cache *registry_claim(long tid)
   long pid;
   unsigned checked = 0;
 
-  for (tc = registry; tc != NULL; tc = tc->next) {
+  for (tc = registry_head(); tc != NULL; tc = tc->next) {
     v2 = AO_load_acquire(&tc->owner.AO_val2);
     v1 = AO_load_acquire(&tc->owner.AO_val1);
     if (OWNER_STATE(v1) == CACHE_FREE
@@ -224,7 +239,7 @@ static struct thread_cache *registry_claim(long tid)
   if ((AO_t)pid != AO_load_acquire(&image_pid))
     return NULL;
   start = scan_cursor;
-  tc = start != NULL ? start : registry;
+  tc = start != NULL ? start : registry_head();
   for (n = 0; tc != NULL && n < size && checked < SCAN_BUDGET; n++) {
     checked += OWNER_STATE(AO_load(&tc->owner.AO_val1)) == CACHE_OWNED;
     if (cache_drain(tc, pid, &v1, &v2)) {
@@ -232,7 +247,7 @@ static struct thread_cache *registry_claim(long tid)
       owner_cas(tc, v1, v2, OWNER(tid, CACHE_OWNED));   /* cannot fail */
       return tc;
     }
-    tc = tc->next != NULL ? tc->next : registry;
+    tc = tc->next != NULL ? tc->next : registry_head();
   }
   scan_cursor = tc;
   return NULL;
@@ -270,7 +285,7 @@ static struct thread_cache *registry_add(long tid)
   tc->owner.AO_val2 = 0;
   /* Published complete by the full barrier of the CAS. */
   do {
-    head = registry;
+    head = registry_head();
     tc->next = head;
   } while (!AO_compare_and_swap_full((volatile AO_t *)&registry, (AO_t)head,
                                      (AO_t)tc));
