@@ -19,8 +19,10 @@ static AO_GPL_NOINLINE void *malloc_large(size_t sz)
   if (p == NULL)
     p = large_alloc(sz, 1);
   if (p == NULL && run) {
-    /* Exhausted: this thread's cache may hold what is needed. */
+    /* Exhausted: this thread's cache, and those of threads that are
+     * gone, may hold what is needed. */
     cache_flush_self();
+    cache_reclaim_dead();
     central_reclaim();
     p = large_alloc(sz, 0);
   }
@@ -112,6 +114,7 @@ void AO_malloc_enable_mmap(void)
 int AO_malloc_trim(void)
 {
   cache_flush_self();
+  cache_reclaim_dead();
   central_reclaim();
   return large_trim() | chunk_trim();
 }

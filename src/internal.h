@@ -91,6 +91,11 @@ void os_unmap(void *p, size_t size);
 /* Drop the physical memory of [p, p + size) (whole OS pages inside it);
  * the range stays mapped and reads back as zeros.  1 if anything went. */
 int os_release(void *p, size_t size);
+/* Thread identities for the cache registry (thread_cache.c); errno kept. */
+long os_getpid(void);
+long os_gettid(void);
+/* 1 only if thread tid of process pid no longer exists (ESRCH). */
+int os_thread_gone(long pid, long tid);
 
 /* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
 struct span;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* OS memory: the static heap and mmap/munmap, the only system calls made. */
+/* OS memory (static heap, mmap/munmap) and thread ids: the only system calls made. */
 #ifndef _DEFAULT_SOURCE
 # define _DEFAULT_SOURCE 1   /* MAP_ANONYMOUS */
 #endif
@@ -7,7 +7,10 @@
 
 #include <sys/mman.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
 #include <errno.h>
+#include <signal.h>
+#include <unistd.h>
 
 /* The static heap lives in .bss: no page of it is touched, and so none is
  * resident, until a span is carved from it.  Page alignment lets the chunk
@@ -108,4 +111,28 @@ int os_release(void *p, size_t size)
     done = madvise((void *)start, end - start, MADV_DONTNEED) == 0;
   errno = saved_errno;
   return done;
+}
+
+/* Raw system calls: gettid() needs glibc 2.30, and neither may be cached
+ * in user space across a fork whose handlers did not run. */
+long os_getpid(void)
+{
+  return (long)syscall(SYS_getpid);
+}
+
+long os_gettid(void)
+{
+  return (long)syscall(SYS_gettid);
+}
+
+/* Signal 0 checks existence only.  ESRCH is the one proof of death:
+ * EPERM or anything else means "maybe alive".  A tid reused by a new
+ * thread of this process reads as alive: that only delays a reclaim. */
+int os_thread_gone(long pid, long tid)
+{
+  int saved = errno, gone;
+
+  gone = syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
+  errno = saved;
+  return gone;
 }

@@ -40,6 +40,10 @@ struct thread_cache {
   size_t run_bytes;              /* bytes held in runs[] */
   struct span *runs[RUN_CACHE_SLOTS];   /* freed page runs, for reuse */
   struct cache_bin bins[NUM_SIZE_CLASSES];
+  /* The registry (thread_cache.c): never freed, so always readable. */
+  struct thread_cache *next;     /* insert-only list of every cache */
+  /* val1: owner tid << 2 | enum cache_state; val2: version, +1 per CAS. */
+  AO_double_t owner __attribute__((__aligned__(2 * sizeof(AO_t))));
 };
 
 extern __thread struct thread_cache *ao_gpl_tcache
@@ -53,6 +57,8 @@ void *cache_alloc_run(size_t size);
 int cache_free_run(struct span *d);
 /* Flush the calling thread's cache to the central lists. */
 void cache_flush_self(void);
+/* Give back the caches of threads that are gone; how many were drained. */
+int cache_reclaim_dead(void);
 
 AO_GPL_INLINE void *cache_alloc(unsigned size_class)
 {
