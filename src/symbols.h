@@ -24,6 +24,9 @@
 #define os_map_aligned ao_gpl_os_map_aligned
 #define os_unmap ao_gpl_os_unmap
 #define os_release ao_gpl_os_release
+#define os_getpid ao_gpl_os_getpid
+#define os_gettid ao_gpl_os_gettid
+#define os_thread_gone ao_gpl_os_thread_gone
 
 /* chunk_provider.c */
 #define chunk_alloc_pages ao_gpl_chunk_alloc_pages
@@ -64,6 +67,7 @@
 #define cache_free_run ao_gpl_cache_free_run
 #define cache_flush_bin ao_gpl_cache_flush_bin
 #define cache_flush_self ao_gpl_cache_flush_self
+#define cache_reclaim_dead ao_gpl_cache_reclaim_dead
 
 /* checks.c (checks_* exist only in --enable-checks builds) */
 #define misuse_report ao_gpl_misuse_report
