@@ -16,6 +16,11 @@
  * data is reached PC-relative, not through the GOT. */
 #pragma GCC visibility push(hidden)
 
+/* White-box tests compile the sources with their own heap size. */
+#ifdef AO_GPL_TEST_STATIC_HEAP_SIZE
+# undef AO_GPL_STATIC_HEAP_SIZE
+# define AO_GPL_STATIC_HEAP_SIZE AO_GPL_TEST_STATIC_HEAP_SIZE
+#endif
 #ifndef AO_GPL_STATIC_HEAP_SIZE
 # define AO_GPL_STATIC_HEAP_SIZE (2u << 20)
 #endif
