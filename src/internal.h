@@ -94,6 +94,10 @@ void os_unmap(void *p, size_t size);
 /* Drop the physical memory of [p, p + size) (whole OS pages inside it);
  * the range stays mapped and reads back as zeros.  1 if anything went. */
 int os_release(void *p, size_t size);
+/* fn(arg) with every signal blocked on the calling thread; its result. */
+int os_without_signals(int (*fn)(void *), void *arg);
+/* Give the CPU away briefly; round counts the calls of one wait. */
+void os_pause(unsigned round);
 
 /* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
 struct span;
