@@ -361,6 +361,46 @@ int chunk_trim(void)
   return released;
 }
 
+/*
+ * The page map walk of central_reclaim: fn(d) for the owner d of every
+ * in-use page where d's run starts; the sum of the results.  Free words
+ * cost one load.  The owner read may be stale (a page map entry outlives
+ * its span, and the descriptor may serve another span since): fn gets a
+ * descriptor, which is always safe to read, and must validate by itself
+ * (span_try_retire decides by a CAS on the anchor).  Lock-free: a plain
+ * walk, bounded by the pages of the regions.
+ */
+int chunk_visit_runs(int (*fn)(struct span *))
+{
+  struct region *r = &ao_gpl_static_region;
+  int sum = 0;
+
+  while (r != NULL) {
+    unsigned w, words = WORDS(r->npages);
+
+    for (w = 0; w < words; w++) {
+      AO_t v = AO_load(&r->bitmap[w]);
+
+      while (v != 0) {
+        unsigned p = w * (unsigned)BITMAP_BITS
+                     + (unsigned)__builtin_ctzl((unsigned long)v);
+        struct span *d;
+
+        v &= v - 1;
+        if (p >= r->npages)
+          break;
+        d = r->owner[p];
+        if (d != NULL
+            && d->run.page_base == r->base + ((size_t)p << PAGE_SHIFT))
+          sum += fn(d);
+      }
+    }
+    r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
+                                   : r->next;
+  }
+  return sum;
+}
+
 void chunk_set_owner(const struct page_run *run, struct span *d)
 {
   struct region *r = region_of(run->page_base);

@@ -140,6 +140,9 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out);
 void chunk_free_pages(const struct page_run *run);
 /* Record d as the owner of every page of run (the page map). */
 void chunk_set_owner(const struct page_run *run, struct span *d);
+/* fn(d) for the owner of each in-use run start (maybe stale: fn checks);
+ * the sum of the results. */
+int chunk_visit_runs(int (*fn)(struct span *));
 
 /*
  * A region is a page-aligned range managed by a bitmap (1 = page in use)
@@ -297,8 +300,9 @@ unsigned central_alloc_batch(unsigned size_class, unsigned shard,
 void central_free(struct span *d, void *block);
 /* Give back a NULL-terminated chain of small blocks (any spans). */
 void central_free_chain(void *chain);
-/* Retire every wholly free listed span: its pages go back to the chunk
- * provider for any class or large object.  Returns the number retired. */
+/* Retire every wholly free small span, listed or not (found through the
+ * page map): its pages go back to the chunk provider for any class or
+ * large object.  Returns the number retired. */
 int central_reclaim(void);
 
 /* ---- large.c: objects above the largest size class. ---- */
