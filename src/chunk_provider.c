@@ -143,7 +143,7 @@ static AO_GPL_NOINLINE int segment_add(void)
  * Windows are short (one bitmap word, one madvise call) and run with every
  * signal blocked (os_without_signals): a handler never interrupts its own
  * thread's window, so it never waits for it.  The wait is bounded
- * (TRIM_WAITS pauses, well under a second): only a trimmer stopped for
+ * (TRIM_WAITS pauses, under a second): only a trimmer stopped for
  * good inside a window (it cannot be parked there by a signal; a fork
  * child inherits a window another thread had open) can turn an allocation
  * that needs exactly those pages into a NULL or a new segment, after that
