@@ -27,6 +27,7 @@
 #include "atomic_ops_malloc.h"
 #include "internal.h"
 #include "size_class.h"
+#include "track.h"
 
 #define MAX_PAGES 16
 
@@ -87,7 +88,15 @@ static struct span *freeze_span(unsigned c)
            (int)r, k);
   while (chain != NULL) {
     h.blocks[h.n++] = chain;
-    chain = *(void **)chain;
+    chain = free_link_get(chain);
+  }
+  /* What AO_malloc does with a block it hands out (sanitizer and
+   * --enable-checks bookkeeping), so that AO_free accepts them. */
+  for (k = 0; k < h.n; k++) {
+    track_alloc(h.blocks[k], d->block_size);
+#ifdef AO_GPL_CHECKS
+    checks_allocated(h.blocks[k]);
+#endif
   }
   tu_thread(&t, freer, &h);
   pthread_join(t, NULL);
