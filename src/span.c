@@ -119,8 +119,9 @@ static struct span *descriptor_get(int grow)
   if (!chunk_alloc_pages(1, grow, &run))
     return NULL;
   /* The page may hold old data: every descriptor gets a RETIRED anchor
-   * before it is linked anywhere, since central_reclaim's walk may follow
-   * links into the pool and must find nothing to retire there. */
+   * before it is linked anywhere, since central_reclaim's walk may reach
+   * pooled descriptors through stale page-map entries and must find
+   * nothing to retire there. */
   d = (struct span *)run.page_base;
   track_internal(d, PAGE_SIZE);        /* may have held blocks */
   for (i = 0; i < DESCRIPTORS_PER_PAGE; i++) {
