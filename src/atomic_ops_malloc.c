@@ -5,6 +5,8 @@
 #include "track.h"
 #include "atomic_ops_malloc.h"
 
+#include <errno.h>
+
 /* Page runs this thread freed first; then pages at hand; then wholly free
  * spans of any class may hold what we need; only then new mappings. */
 static AO_GPL_NOINLINE void *malloc_large(size_t sz)
@@ -29,6 +31,9 @@ static AO_GPL_NOINLINE void *malloc_large(size_t sz)
   return p;
 }
 
+/* Every NULL sets errno to ENOMEM, as malloc does (a plain store: fine in
+ * a handler, which saves errno if it cares); a success leaves it alone,
+ * which is why os_memory.c restores errno around its system calls. */
 void *AO_malloc(size_t sz)
 {
 #ifdef AO_GPL_CHECKS
@@ -37,6 +42,8 @@ void *AO_malloc(size_t sz)
 
   if (p != NULL)
     checks_allocated(p);
+  else
+    errno = ENOMEM;
   track_alloc(p, sz);
   return p;
 #else
@@ -46,6 +53,8 @@ void *AO_malloc(size_t sz)
     p = cache_alloc(size_to_class(sz));
   else
     p = malloc_large(sz);
+  if (AO_GPL_UNLIKELY(p == NULL))
+    errno = ENOMEM;
   track_alloc(p, sz);
   return p;
 #endif

@@ -20,9 +20,16 @@
  *
  * Signals: a handler interrupting an allocation between its pop and its
  * push simply does not see that span and uses another one, or carves a new
- * span: it never waits for the interrupted thread.  A thread frozen there
- * forever keeps one span unlisted: its free blocks stay unused until a free
- * relists it (the freed blocks are not lost).
+ * span: it never waits for the interrupted thread.
+ *
+ * A thread frozen there forever keeps the span's list token: frees into
+ * the span do not relist it (the token is taken), so its free blocks stay
+ * unused.  Once every block is free, central_reclaim finds the span through
+ * the page map and retires it (retiring needs no token), and its pages
+ * serve everyone again; if the popper ever resumes it finds the span
+ * RETIRED and recycles the descriptor, else only the 64-byte descriptor is
+ * lost.  A span that is only partly free stays unused: at most one span per
+ * frozen thread (a documented limit).
  */
 
 /* One list per shard and class, each on its own cache line. */
@@ -175,30 +182,17 @@ void central_free_chain(void *chain)
 }
 
 /*
- * Called when the pages at hand do not suffice.  Walks every class list
- * without popping anything, so no span is hidden from concurrent
- * allocators or from a handler that interrupts the walk, and retires the
- * spans whose blocks are all free (span_try_retire decides by a CAS).  The
- * walk reads links of descriptors that may be popped and relinked
- * elsewhere meanwhile: descriptors are never unmapped, so that is safe,
- * and the step bound ends any detour.  Returns the number of spans retired.
+ * Called when the pages at hand do not suffice, and by AO_malloc_trim.
+ * Looks at every span through the page map (chunk_visit_runs), not through
+ * the class lists: a span whose token a frozen popper holds is on no list,
+ * yet must go back once its blocks are all free.  Nothing is popped, so no
+ * span is hidden from concurrent allocators or from a handler that
+ * interrupts the walk; span_try_retire decides by a CAS, whatever the
+ * descriptor serves by now.  The cost, one load per in-use page and one
+ * per run start, is paid only on these slow paths.  Returns the number of
+ * spans retired.
  */
-#define RECLAIM_STEPS 4096
-
 int central_reclaim(void)
 {
-  int retired = 0;
-  unsigned s, c, steps;
-
-  for (s = 0; s < CENTRAL_SHARDS; s++) {
-    for (c = 0; c < NUM_SIZE_CLASSES; c++) {
-      struct span *d = (struct span *)lf_stack_top(&lists[s][c].partial);
-
-      for (steps = 0; d != NULL && steps < RECLAIM_STEPS; steps++) {
-        retired += span_try_retire(d);
-        d = (struct span *)AO_load(&d->link);
-      }
-    }
-  }
-  return retired;
+  return chunk_visit_runs(span_try_retire);
 }

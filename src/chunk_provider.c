@@ -129,10 +129,54 @@ static AO_GPL_NOINLINE int segment_add(void)
   return 1;
 }
 
+/*
+ * Trim windows.  A trim claims free pages in the bitmap, drops their memory
+ * and releases them (word_trim): in between, those free pages look in use.
+ * An allocator that found nothing must not fail (nor map a segment) on
+ * their account, so it looks whether a window overlapped its scan: one was
+ * open at the end (trim_open), or one closed since the scan began
+ * (trim_closed moved).  Each window raises trim_open before its claim CAS,
+ * and after its release CAS bumps trim_closed, then lowers trim_open (all
+ * full barriers), so no window overlapping a scan escapes both tests.
+ * Then the allocator waits and scans again.
+ *
+ * Windows are short (one bitmap word, one madvise call) and run with every
+ * signal blocked (os_without_signals): a handler never interrupts its own
+ * thread's window, so it never waits for it.  The wait is bounded
+ * (TRIM_WAITS pauses, under a second): only a trimmer stopped for
+ * good inside a window (it cannot be parked there by a signal; a fork
+ * child inherits a window another thread had open) can turn an allocation
+ * that needs exactly those pages into a NULL or a new segment, after that
+ * delay, each time.
+ */
+static volatile AO_t trim_open, trim_closed;
+#define TRIM_WAITS 4096
+
+static void trim_window_open(void)
+{
+  AO_fetch_and_add1_full(&trim_open);
+}
+
+static void trim_window_close(void)
+{
+  AO_fetch_and_add1_full(&trim_closed);
+  AO_fetch_and_sub1_full(&trim_open);
+}
+
+/* 1 when a trim window overlapped the scan that began at closed. */
+static int trim_overlapped(AO_t closed)
+{
+  AO_nop_full();
+  return AO_load(&trim_open) != 0 || AO_load(&trim_closed) != closed;
+}
+
 int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
 {
+  unsigned waits = 0;
+
   AO_GPL_ASSERT(npages >= 1 && npages <= MAX_RUN_PAGES);
   for (;;) {
+    AO_t closed = AO_load_acquire(&trim_closed);
     struct region *r;
 
     if (region_claim(&ao_gpl_static_region, npages, out))
@@ -141,6 +185,11 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
          r = r->next)
       if (region_claim(r, npages, out))
         return 1;
+    /* Pages hidden by a trim come back within one madvise call. */
+    if (waits < TRIM_WAITS && trim_overlapped(closed)) {
+      os_pause(waits++);
+      continue;
+    }
     /* Every region is full: grow, or report exhaustion.  Retrying after a
      * successful segment_add is lock-free: if others took the new pages,
      * they made progress. */
@@ -168,21 +217,33 @@ void chunk_free_pages(const struct page_run *run)
   } while (!AO_compare_and_swap_full(word, v, v & ~bits));
 }
 
+struct trim_job {
+  struct region *r;
+  unsigned w;                    /* bitmap word, or owner-map page group */
+};
+
 /* Claim the free dirty pages of one bitmap word, release their memory,
  * hand them back.  Claiming first means no allocator can get a page while
- * its memory is being dropped. */
-static int word_trim(struct region *r, unsigned w)
+ * its memory is being dropped.  A trim window (see above): runs with
+ * signals blocked. */
+static int word_trim_window(void *arg)
 {
+  const struct trim_job *job = arg;
+  struct region *r = job->r;
+  unsigned w = job->w;
   volatile AO_t *word = &r->bitmap[w], *dirty = &r->dirty[w];
   AO_t v, claim, d;
   unsigned pos = 0;
   int released = 0;
 
+  trim_window_open();
   do {
     v = AO_load(word);
     claim = AO_load(dirty) & ~v;
-    if (claim == 0)
+    if (claim == 0) {
+      trim_window_close();
       return 0;
+    }
   } while (!AO_compare_and_swap_full(word, v, v | claim));
   while (pos < BITMAP_BITS) {
     unsigned end;
@@ -204,7 +265,20 @@ static int word_trim(struct region *r, unsigned w)
   do
     v = AO_load(word);
   while (!AO_compare_and_swap_full(word, v, v & ~claim));
+  trim_window_close();
   return released;
+}
+
+static int word_trim(struct region *r, unsigned w)
+{
+  struct trim_job job;
+
+  /* Blocking signals costs two system calls: only for dirty free pages. */
+  if ((AO_load(&r->dirty[w]) & ~AO_load(&r->bitmap[w])) == 0)
+    return 0;
+  job.r = r;
+  job.w = w;
+  return os_without_signals(word_trim_window, &job);
 }
 
 /* The bits of word w that are metadata pages of a segment (always set). */
@@ -223,24 +297,48 @@ static AO_t meta_bits(unsigned w)
 #define OWNERS_PER_PAGE (PAGE_SIZE / sizeof(struct span *))
 #define WORDS_PER_OWNER_PAGE (OWNERS_PER_PAGE / BITMAP_BITS)
 
-static int segment_trim_owner_map(struct segment_layout *s)
+/* One page group; a trim window (see above). */
+static int owner_page_trim_window(void *arg)
 {
-  unsigned g, w, claimed, groups = (unsigned)(SEGMENT_PAGES / OWNERS_PER_PAGE);
+  const struct trim_job *job = arg;
+  struct segment_layout *s = (struct segment_layout *)job->r;
+  unsigned w, claimed, first = job->w * (unsigned)WORDS_PER_OWNER_PAGE;
   int released = 0;
 
+  trim_window_open();
+  for (claimed = 0; claimed < WORDS_PER_OWNER_PAGE; claimed++) {
+    w = first + claimed;
+    if (!AO_compare_and_swap_full(&s->bitmap[w], meta_bits(w), ~(AO_t)0))
+      break;
+  }
+  if (claimed == WORDS_PER_OWNER_PAGE)
+    released = os_release((void *)&s->owner[job->w * OWNERS_PER_PAGE],
+                          PAGE_SIZE);
+  for (w = first; w < first + claimed; w++)
+    AO_store_release(&s->bitmap[w], meta_bits(w));
+  AO_nop_full();
+  trim_window_close();
+  return released;
+}
+
+static int segment_trim_owner_map(struct segment_layout *s)
+{
+  unsigned g, w, groups = (unsigned)(SEGMENT_PAGES / OWNERS_PER_PAGE);
+  int released = 0;
+  struct trim_job job;
+
+  job.r = &s->header;
   for (g = 0; g < groups; g++) {
     unsigned first = g * (unsigned)WORDS_PER_OWNER_PAGE;
 
-    for (claimed = 0; claimed < WORDS_PER_OWNER_PAGE; claimed++) {
-      w = first + claimed;
-      if (!AO_compare_and_swap_full(&s->bitmap[w], meta_bits(w), ~(AO_t)0))
+    /* A window only for a group that looks wholly free. */
+    for (w = first; w < first + WORDS_PER_OWNER_PAGE; w++)
+      if (AO_load(&s->bitmap[w]) != meta_bits(w))
         break;
-    }
-    if (claimed == WORDS_PER_OWNER_PAGE)
-      released |= os_release((void *)&s->owner[g * OWNERS_PER_PAGE],
-                             PAGE_SIZE);
-    for (w = first; w < first + claimed; w++)
-      AO_store_release(&s->bitmap[w], meta_bits(w));
+    if (w < first + WORDS_PER_OWNER_PAGE)
+      continue;
+    job.w = g;
+    released |= os_without_signals(owner_page_trim_window, &job);
   }
   return released;
 }
@@ -261,6 +359,46 @@ int chunk_trim(void)
                             : r->next;
   }
   return released;
+}
+
+/*
+ * The page map walk of central_reclaim: fn(d) for the owner d of every
+ * in-use page where d's run starts; the sum of the results.  Free words
+ * cost one load.  The owner read may be stale (a page map entry outlives
+ * its span, and the descriptor may serve another span since): fn gets a
+ * descriptor, which is always safe to read, and must validate by itself
+ * (span_try_retire decides by a CAS on the anchor).  Lock-free: a plain
+ * walk, bounded by the pages of the regions.
+ */
+int chunk_visit_runs(int (*fn)(struct span *))
+{
+  struct region *r = &ao_gpl_static_region;
+  int sum = 0;
+
+  while (r != NULL) {
+    unsigned w, words = WORDS(r->npages);
+
+    for (w = 0; w < words; w++) {
+      AO_t v = AO_load(&r->bitmap[w]);
+
+      while (v != 0) {
+        unsigned p = w * (unsigned)BITMAP_BITS
+                     + (unsigned)__builtin_ctzl((unsigned long)v);
+        struct span *d;
+
+        v &= v - 1;
+        if (p >= r->npages)
+          break;
+        d = r->owner[p];
+        if (d != NULL
+            && d->run.page_base == r->base + ((size_t)p << PAGE_SHIFT))
+          sum += fn(d);
+      }
+    }
+    r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
+                                   : r->next;
+  }
+  return sum;
 }
 
 void chunk_set_owner(const struct page_run *run, struct span *d)

@@ -18,6 +18,11 @@
  * data is reached PC-relative, not through the GOT. */
 #pragma GCC visibility push(hidden)
 
+/* White-box tests compile the sources with their own heap size. */
+#ifdef AO_GPL_TEST_STATIC_HEAP_SIZE
+# undef AO_GPL_STATIC_HEAP_SIZE
+# define AO_GPL_STATIC_HEAP_SIZE AO_GPL_TEST_STATIC_HEAP_SIZE
+#endif
 #ifndef AO_GPL_STATIC_HEAP_SIZE
 # define AO_GPL_STATIC_HEAP_SIZE (2u << 20)
 #endif
@@ -96,6 +101,10 @@ long os_getpid(void);
 long os_gettid(void);
 /* 1 only if thread tid of process pid no longer exists (ESRCH). */
 int os_thread_gone(long pid, long tid);
+/* fn(arg) with every signal blocked on the calling thread; its result. */
+int os_without_signals(int (*fn)(void *), void *arg);
+/* Give the CPU away briefly; round counts the calls of one wait. */
+void os_pause(unsigned round);
 
 /* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
 struct span;
@@ -138,6 +147,9 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out);
 void chunk_free_pages(const struct page_run *run);
 /* Record d as the owner of every page of run (the page map). */
 void chunk_set_owner(const struct page_run *run, struct span *d);
+/* fn(d) for the owner of each in-use run start (maybe stale: fn checks);
+ * the sum of the results. */
+int chunk_visit_runs(int (*fn)(struct span *));
 
 /*
  * A region is a page-aligned range managed by a bitmap (1 = page in use)
@@ -295,8 +307,9 @@ unsigned central_alloc_batch(unsigned size_class, unsigned shard,
 void central_free(struct span *d, void *block);
 /* Give back a NULL-terminated chain of small blocks (any spans). */
 void central_free_chain(void *chain);
-/* Retire every wholly free listed span: its pages go back to the chunk
- * provider for any class or large object.  Returns the number retired. */
+/* Retire every wholly free small span, listed or not (found through the
+ * page map): its pages go back to the chunk provider for any class or
+ * large object.  Returns the number retired. */
 int central_reclaim(void);
 
 /* ---- large.c: objects above the largest size class. ---- */

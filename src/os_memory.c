@@ -9,7 +9,9 @@
 #include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The static heap lives in .bss: no page of it is touched, and so none is
@@ -135,4 +137,35 @@ int os_thread_gone(long pid, long tid)
   gone = syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
   errno = saved;
   return gone;
+}
+
+/* sigprocmask is the calling thread's mask on Linux (as pthread_sigmask,
+ * but without libpthread) and async-signal-safe.  Every signal the kernel
+ * lets us block is blocked while fn runs, so no handler runs on this thread
+ * in between. */
+int os_without_signals(int (*fn)(void *), void *arg)
+{
+  int saved_errno = errno, r;
+  sigset_t all, old;
+
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  r = fn(arg);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  errno = saved_errno;
+  return r;
+}
+
+/* Let another thread run: a yield at first, then short sleeps, so that a
+ * waiter on a descheduled thread does not burn its time slice. */
+void os_pause(unsigned round)
+{
+  int saved_errno = errno;
+  struct timespec ts = { 0, 50000 };
+
+  if (round < 64)
+    sched_yield();
+  else
+    nanosleep(&ts, NULL);
+  errno = saved_errno;
 }

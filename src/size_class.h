@@ -48,9 +48,20 @@ static inline size_t class_size(unsigned c)
   return (size_t)(9 + c % 8) << (7 + c / 8 - 3);
 }
 
+/* The fewest pages that hold one block of class c. */
+static inline unsigned class_min_pages(unsigned c)
+{
+  return (unsigned)((class_size(c) + PAGE_SIZE - 1) / PAGE_SIZE);
+}
+
 /* Pages per span: room for at least 8 blocks, at least 16 KiB (64 KiB
  * once memory can grow by mmap: fewer descriptors and carvings), at most
- * 128 KiB (so a span of a big class does not hog a 2 MiB static heap). */
+ * 128 KiB (so a span of a big class does not hog a 2 MiB static heap).
+ * With the static heap alone, also at most a sixteenth of it (but one
+ * block): a 64 KiB heap would otherwise be gone in two or three spans, or
+ * could not hold the first span of a mid-size class beside the thread
+ * cache's own.  span_new_small falls back to fewer pages when these are
+ * not to be had. */
 static inline unsigned class_span_pages(unsigned c, int plentiful)
 {
   size_t pages = (class_size(c) * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
@@ -60,6 +71,11 @@ static inline unsigned class_span_pages(unsigned c, int plentiful)
     pages = least;
   if (pages > 32)
     pages = 32;
+  if (!plentiful && pages > STATIC_PAGES / 16) {
+    pages = STATIC_PAGES / 16;
+    if (pages < class_min_pages(c))
+      pages = class_min_pages(c);
+  }
   return (unsigned)pages;
 }
 

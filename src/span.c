@@ -92,7 +92,11 @@ static void anchor_reset(struct span *d, AO_t n1)
  * good.  Decoupled from pages so that a RETIRED descriptor may linger on a
  * class list while its pages already serve another span.
  */
-#define STATIC_DESCRIPTORS (STATIC_PAGES / 4 + 64)
+/* Beside those for live spans, room for a retired descriptor lingering on
+ * every class list, as after a sweep through all the classes: a descriptor
+ * page taken from a small heap stays metadata for good and would split it. */
+#define STATIC_DESCRIPTORS \
+  (STATIC_PAGES / 4 + 64 + CENTRAL_SHARDS * NUM_SIZE_CLASSES)
 #define DESCRIPTORS_PER_PAGE (PAGE_SIZE / sizeof(struct span))
 
 static struct span static_descriptors[STATIC_DESCRIPTORS];
@@ -115,8 +119,9 @@ static struct span *descriptor_get(int grow)
   if (!chunk_alloc_pages(1, grow, &run))
     return NULL;
   /* The page may hold old data: every descriptor gets a RETIRED anchor
-   * before it is linked anywhere, since central_reclaim's walk may follow
-   * links into the pool and must find nothing to retire there. */
+   * before it is linked anywhere, since central_reclaim's walk may reach
+   * pooled descriptors through stale page-map entries and must find
+   * nothing to retire there. */
   d = (struct span *)run.page_base;
   track_internal(d, PAGE_SIZE);        /* may have held blocks */
   for (i = 0; i < DESCRIPTORS_PER_PAGE; i++) {
@@ -153,11 +158,19 @@ static struct span *span_claim(unsigned npages, int grow)
 struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
-  unsigned cap, i;
-  struct span *d = span_claim(class_span_pages(size_class,
-                                               os_mmap_enabled()), grow);
+  unsigned cap, i, pages = class_span_pages(size_class, os_mmap_enabled());
+  struct span *d = span_claim(pages, grow);
   char *blocks;
 
+  /* Last resort (grow: nothing else is left to try): a shorter span, down
+   * to one block, from whatever pages are at hand.  A small static heap,
+   * or one fragmented by page runs, then still serves every class its
+   * pages can hold. */
+  while (d == NULL && grow && pages > class_min_pages(size_class)) {
+    pages = pages / 2 > class_min_pages(size_class)
+                ? pages / 2 : class_min_pages(size_class);
+    d = span_claim(pages, 0);
+  }
   if (d == NULL)
     return NULL;
   blocks = d->run.page_base;

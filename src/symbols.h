@@ -27,12 +27,15 @@
 #define os_getpid ao_gpl_os_getpid
 #define os_gettid ao_gpl_os_gettid
 #define os_thread_gone ao_gpl_os_thread_gone
+#define os_without_signals ao_gpl_os_without_signals
+#define os_pause ao_gpl_os_pause
 
 /* chunk_provider.c */
 #define chunk_alloc_pages ao_gpl_chunk_alloc_pages
 #define chunk_free_pages ao_gpl_chunk_free_pages
 #define chunk_set_owner ao_gpl_chunk_set_owner
 #define chunk_trim ao_gpl_chunk_trim
+#define chunk_visit_runs ao_gpl_chunk_visit_runs
 
 /* span.c */
 #define span_new_small ao_gpl_span_new_small

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* mmap failing at every call site (the test interposes mmap): NULL, no crash, nothing leaked, errno kept, recovery. */
+/* mmap failing at every call site (the test interposes mmap): NULL, no crash, nothing leaked, errno ENOMEM on NULL and kept on success, recovery. */
 /*
  * The program defines mmap and munmap itself.  The library's calls reach
  * them (through the PLT of the shared library, or resolved at link time in
@@ -19,8 +19,9 @@
  * "returns" (no more failures) and blocks of every kind, a new large
  * mapping and 34 MiB of 32 KiB blocks must all be had; then everything is
  * verified and freed and AO_malloc_trim() called.  Checked in every run:
- *  - AO_malloc returns a usable block or NULL, never crashes, and leaves
- *    errno alone (libatomic-malloc(3): "They do not change errno");
+ *  - AO_malloc returns a usable block or NULL, never crashes, sets errno
+ *    to ENOMEM with every NULL and leaves it alone otherwise, and AO_free
+ *    and AO_malloc_trim leave it alone (libatomic-malloc(3));
  *  - after the trim only whole segments stay mapped (32 MiB, 4 MiB on 32-bit; aligned: the
  *    library never unmaps segments, by design); any other byte still
  *    mapped is a leak (a partial mapping left by a failed attempt, a lost
@@ -321,9 +322,10 @@ static void *take(size_t s, int kind, int must)
   cur_kind = kind;
   errno = ERRNO_MAGIC;
   p = AO_malloc(s);
-  if (errno != ERRNO_MAGIC)
-    tu_fail("AO_malloc(%zu) changed errno from %d to %d (mmap call %lu, %lu "
-            "failed so far)", s, ERRNO_MAGIC, errno, mmap_calls, mmap_failed);
+  if (errno != (p == NULL ? ENOMEM : ERRNO_MAGIC))
+    tu_fail("AO_malloc(%zu) %s errno %d (was %d; mmap call %lu, %lu failed "
+            "so far)", s, p == NULL ? "returned NULL with" : "succeeded with",
+            errno, ERRNO_MAGIC, mmap_calls, mmap_failed);
   cur_kind = K_META;
   if (p == NULL) {
     if (must)
@@ -463,8 +465,10 @@ static void sig_handler(int sig)
     unsigned char *p;
     errno = ERRNO_MAGIC;
     p = AO_malloc(sizes[i]);
-    if (errno != ERRNO_MAGIC)
-      tu_sfail("AO_malloc in a handler changed errno");
+    if (errno != (p == NULL ? ENOMEM : ERRNO_MAGIC))
+      tu_sfail("AO_malloc in a handler: errno not ENOMEM on NULL, or "
+               "changed on success");
+    errno = ERRNO_MAGIC;
     res.handler_allocs++;
     if (p == NULL) {
       /* the large one may meet a failing call itself */
@@ -508,8 +512,10 @@ static int thread_take(struct blk *b, size_t s, uint64_t *r)
 {
   errno = ERRNO_MAGIC;
   b->p = AO_malloc(s);
-  if (errno != ERRNO_MAGIC)
-    tu_fail("thread: AO_malloc(%zu) changed errno to %d", s, errno);
+  if (errno != (b->p == NULL ? ENOMEM : ERRNO_MAGIC))
+    tu_fail("thread: AO_malloc(%zu) %s errno %d", s,
+            b->p == NULL ? "returned NULL with" : "succeeded with", errno);
+  errno = ERRNO_MAGIC;
   if (b->p == NULL)
     return 0;
   TU_CHECK((uintptr_t)b->p % TU_ALIGN == 0, "thread: misaligned block");
