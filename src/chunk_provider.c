@@ -2,6 +2,8 @@
 /* Chunk provider: page runs from the static heap and mmap'd segments. */
 #include "internal.h"
 
+#include <pthread.h>
+
 /*
  * Regions (struct region, internal.h): the static heap and the segments.
  *
@@ -144,10 +146,10 @@ static AO_GPL_NOINLINE int segment_add(void)
  * signal blocked (os_without_signals): a handler never interrupts its own
  * thread's window, so it never waits for it.  The wait is bounded
  * (TRIM_WAITS pauses, under a second): only a trimmer stopped for
- * good inside a window (it cannot be parked there by a signal; a fork
- * child inherits a window another thread had open) can turn an allocation
- * that needs exactly those pages into a NULL or a new segment, after that
- * delay, each time.
+ * good inside a window (it cannot be parked there by a signal) can turn an
+ * allocation that needs exactly those pages into a NULL or a new segment,
+ * after that delay, each time.  A fork child forgets the windows of the
+ * threads it does not have (trim_atfork_child); their pages stay reserved.
  */
 static volatile AO_t trim_open, trim_closed;
 #define TRIM_WAITS 4096
@@ -161,6 +163,21 @@ static void trim_window_close(void)
 {
   AO_fetch_and_add1_full(&trim_closed);
   AO_fetch_and_sub1_full(&trim_open);
+}
+
+/* A fork child has only the forking thread, which was in no window (a
+ * window blocks signals, so no handler forked from inside one): windows
+ * still counted open belong to threads the child does not have, and would
+ * make every exhausted allocation of the child wait in vain.  Their pages
+ * stay claimed in the child (at most one bitmap word per window). */
+static void trim_atfork_child(void)
+{
+  AO_store_release(&trim_open, 0);
+}
+
+__attribute__((__constructor__)) static void trim_init(void)
+{
+  pthread_atfork(NULL, NULL, trim_atfork_child);
 }
 
 /* 1 when a trim window overlapped the scan that began at closed. */
