@@ -145,14 +145,16 @@ static AO_GPL_NOINLINE int segment_add(void)
  * Windows are short (one bitmap word, one madvise call) and run with every
  * signal blocked (os_without_signals): a handler never interrupts its own
  * thread's window, so it never waits for it.  The wait is bounded
- * (TRIM_WAITS pauses, under a second): only a trimmer stopped for
+ * (TRIM_WAITS pauses, about 50 ms): only a trimmer stopped for
  * good inside a window (it cannot be parked there by a signal) can turn an
  * allocation that needs exactly those pages into a NULL or a new segment,
  * after that delay, each time.  A fork child forgets the windows of the
  * threads it does not have (trim_atfork_child); their pages stay reserved.
+ * A child made without the fork handlers (_Fork) keeps counting them open:
+ * there every allocation that finds no pages waits that bound first.
  */
 static volatile AO_t trim_open, trim_closed;
-#define TRIM_WAITS 4096
+#define TRIM_WAITS 1024
 
 static void trim_window_open(void)
 {
@@ -169,7 +171,8 @@ static void trim_window_close(void)
  * window blocks signals, so no handler forked from inside one): windows
  * still counted open belong to threads the child does not have, and would
  * make every exhausted allocation of the child wait in vain.  Their pages
- * stay claimed in the child (at most one bitmap word per window). */
+ * stay claimed in the child (up to one bitmap word, or for a page-map
+ * window WORDS_PER_OWNER_PAGE words, per window). */
 static void trim_atfork_child(void)
 {
   AO_store_release(&trim_open, 0);
@@ -183,8 +186,12 @@ __attribute__((__constructor__)) static void trim_init(void)
 /* 1 when a trim window overlapped the scan that began at closed. */
 static int trim_overlapped(AO_t closed)
 {
+  /* trim_open first, with acquire: if it reads a window's decrement, the
+   * trim_closed load after it sees that window's increment, which came
+   * before (a plain load pair may be reordered on aarch64). */
   AO_nop_full();
-  return AO_load(&trim_open) != 0 || AO_load(&trim_closed) != closed;
+  return AO_load_acquire(&trim_open) != 0
+         || AO_load(&trim_closed) != closed;
 }
 
 int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
@@ -202,8 +209,10 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
          r = r->next)
       if (region_claim(r, npages, out))
         return 1;
-    /* Pages hidden by a trim come back within one madvise call. */
-    if (waits < TRIM_WAITS && trim_overlapped(closed)) {
+    /* Pages hidden by a trim come back within one madvise call.  Only
+     * the last resort (grow) waits: an allocation makes few such calls,
+     * so a trimmer stopped inside its window delays it a bounded time. */
+    if (grow && waits < TRIM_WAITS && trim_overlapped(closed)) {
       os_pause(waits++);
       continue;
     }

@@ -99,8 +99,8 @@ int os_release(void *p, size_t size);
 /* Thread identities for the cache registry (thread_cache.c); errno kept. */
 long os_getpid(void);
 long os_gettid(void);
-/* 1 only if thread tid of process pid no longer exists (ESRCH). */
-int os_thread_gone(long pid, long tid);
+/* 1 only if no task with this tid exists any more (ESRCH). */
+int os_thread_gone(long tid);
 /* fn(arg) with every signal blocked on the calling thread; its result. */
 int os_without_signals(int (*fn)(void *), void *arg);
 /* Give the CPU away briefly; round counts the calls of one wait. */

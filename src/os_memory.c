@@ -128,13 +128,17 @@ long os_gettid(void)
 }
 
 /* Signal 0 checks existence only.  ESRCH is the one proof of death:
- * EPERM or anything else means "maybe alive".  A tid reused by a new
- * thread of this process reads as alive: that only delays a reclaim. */
-int os_thread_gone(long pid, long tid)
+ * EPERM or anything else means "maybe alive".  tkill, not tgkill: ESRCH
+ * then says that no task has this tid at all, whatever process the
+ * caller believes it is in (a fork inside a handler may have changed that
+ * under a scan), and a task sharing our memory outside our thread group
+ * (clone without CLONE_THREAD) reads as alive.  A reused tid reads as
+ * alive too: that only delays a reclaim. */
+int os_thread_gone(long tid)
 {
   int saved = errno, gone;
 
-  gone = syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH;
+  gone = syscall(SYS_tkill, tid, 0) != 0 && errno == ESRCH;
   errno = saved;
   return gone;
 }
@@ -157,7 +161,10 @@ int os_without_signals(int (*fn)(void *), void *arg)
 }
 
 /* Let another thread run: a yield at first, then short sleeps, so that a
- * waiter on a descheduled thread does not burn its time slice. */
+ * waiter on a descheduled thread does not burn its time slice.  The sleep
+ * is the raw system call: libc's nanosleep is a cancellation point, and
+ * AO_malloc must not be one (a pthread_cancel would end the thread inside
+ * the allocator, even inside a handler). */
 void os_pause(unsigned round)
 {
   int saved_errno = errno;
@@ -166,6 +173,6 @@ void os_pause(unsigned round)
   if (round < 64)
     sched_yield();
   else
-    nanosleep(&ts, NULL);
+    syscall(SYS_nanosleep, &ts, NULL);
   errno = saved_errno;
 }

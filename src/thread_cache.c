@@ -37,11 +37,13 @@ static __thread int creating __attribute__((__tls_model__("initial-exec")));
  * a cache created after the destructors ran, a fork) leaves its cache
  * OWNED by a thread that is gone: anyone but that thread may then drain it
  * (OWNED -> DRAINING, same tid, flush, -> FREE or -> OWNED by the drainer).
- * "Gone" is proved only by tgkill(pid, tid, 0) failing with ESRCH, or by
- * ORPHANED; a reused tid reads as alive, which only delays the reclaim.
- * A cache whose busy flag is set is never drained: its owner died inside a
- * cache operation (pthread_exit from a handler), so its lists may be
- * half-updated; that leak is bounded by the cache limits.  Draining runs
+ * "Gone" is proved only by tkill(tid, 0) failing with ESRCH (no task has
+ * that tid any more), or by ORPHANED; a reused tid reads as alive, which
+ * only delays the reclaim.  A cache whose busy flag is set is never
+ * drained: its owner ended inside a cache operation without running the
+ * exit hook (with no usable key, pthread_exit or siglongjmp out of a
+ * handler), so its lists may be half-updated; that leak is bounded by the
+ * cache limits.  Draining runs
  * when a thread finds no FREE cache (a bounded round-robin scan), in
  * AO_malloc_trim (all of them) and when memory runs out.
  *
@@ -50,7 +52,7 @@ static __thread int creating __attribute__((__tls_model__("initial-exec")));
  * other OWNED cache ORPHANED, then records the child's pid in image_pid.
  * Scanners drain only while image_pid == getpid(): in a child made without
  * the handlers (_Fork, a raw clone, vfork) the surviving thread's cache
- * still carries the parent's tid, which tgkill would call gone, so nothing
+ * still carries the parent's tid, which may be gone by then, so nothing
  * is drained there (only FREE caches are reused): a leak, never a cache
  * drained under its owner.  The constructor retags its own thread's cache
  * too, before it sets image_pid: a fork may have come before it ran.  (A
@@ -72,7 +74,7 @@ enum cache_state { CACHE_FREE = 0, CACHE_OWNED = 1, CACHE_DRAINING = 2,
 #define OWNER(tid, state) ((AO_t)(tid) << 2 | (AO_t)(state))
 #define OWNER_STATE(v1) ((enum cache_state)((v1) & 3))
 #define OWNER_TID(v1) ((long)((v1) >> 2))
-/* Owned caches checked with tgkill per cache creation. */
+/* Owned caches checked with tkill per cache creation. */
 #define SCAN_BUDGET 8
 
 static struct thread_cache *volatile registry;
@@ -166,7 +168,7 @@ static void cache_atfork_child(void)
 /* If tc's owner is gone and tc is not mid-operation: tc becomes DRAINING,
  * is flushed, and 1 is returned with the version the caller continues
  * from; the caller then moves it on (FREE, or OWNED by itself). */
-static int cache_drain(struct thread_cache *tc, long pid, AO_t *word,
+static int cache_drain(struct thread_cache *tc, AO_t *word,
                        AO_t *version)
 {
   AO_t v2 = AO_load_acquire(&tc->owner.AO_val2);
@@ -175,7 +177,7 @@ static int cache_drain(struct thread_cache *tc, long pid, AO_t *word,
 
   if (tc == ao_gpl_tcache
       || (st != CACHE_ORPHANED
-          && (st != CACHE_OWNED || !os_thread_gone(pid, OWNER_TID(v1)))))
+          && (st != CACHE_OWNED || !os_thread_gone(OWNER_TID(v1)))))
     return 0;
   /* The owner is gone, so busy no longer changes; if the CAS succeeds the
    * owner word did not change since v1 was read, so this was its last
@@ -211,7 +213,7 @@ int cache_reclaim_dead(void)
   if (pid == 0)
     return 0;
   for (tc = registry_head(); tc != NULL; tc = tc->next)
-    if (cache_drain(tc, pid, &word, &version)) {
+    if (cache_drain(tc, &word, &version)) {
       /* Nobody else moves a DRAINING cache: this CAS succeeds. */
       owner_cas(tc, word, version, OWNER(0, CACHE_FREE));
       n++;
@@ -242,7 +244,7 @@ static struct thread_cache *registry_claim(long tid)
   tc = start != NULL ? start : registry_head();
   for (n = 0; tc != NULL && n < size && checked < SCAN_BUDGET; n++) {
     checked += OWNER_STATE(AO_load(&tc->owner.AO_val1)) == CACHE_OWNED;
-    if (cache_drain(tc, pid, &v1, &v2)) {
+    if (cache_drain(tc, &v1, &v2)) {
       scan_cursor = tc->next;
       owner_cas(tc, v1, v2, OWNER(tid, CACHE_OWNED));   /* cannot fail */
       return tc;
