@@ -263,7 +263,10 @@ int span_put_block(struct span *d, void *block)
 /* The fields span_try_retire decides on.  d may be recycled and set up
  * again by a new owner (plain stores) while they are read; the anchor CAS
  * that follows then fails, so the values are never used.  A seqlock-style
- * read, hidden from ThreadSanitizer like the link reads (track.h). */
+ * read, hidden from ThreadSanitizer like the link reads (track.h).  Limit:
+ * volatile, not C11-atomic, reads; C11 would want atomic stores in every
+ * writer of these fields and an acquire fence before the CAS (the full
+ * CAS is one on every target we build for). */
 struct span_view {
   struct page_run run;
   unsigned kind, capacity;
