@@ -77,13 +77,17 @@ extern char ao_gpl_static_heap[];      /* AO_GPL_STATIC_HEAP_SIZE bytes */
 # define MAPPED_UNITS ((uintptr_t)1 << (32 - SEGMENT_SHIFT))
 #endif
 extern volatile AO_t ao_gpl_mapped_units[];
-/* 1 if one of our SEGMENT_SIZE-aligned mappings starts in p's unit. */
+/* 1 if one of our SEGMENT_SIZE-aligned mappings starts in p's unit.  The
+ * word is shared with units that other threads may be mapping right now:
+ * an atomic load; relaxed, since the caller got p from AO_malloc through
+ * its own synchronisation, after the bit was set. */
 AO_GPL_INLINE int os_unit_is_mapped(const void *p)
 {
   uintptr_t u = (uintptr_t)p >> SEGMENT_SHIFT;
 
   return u < MAPPED_UNITS
-         && ((ao_gpl_mapped_units[u / BITMAP_BITS] >> (u % BITMAP_BITS)) & 1);
+         && ((AO_load(&ao_gpl_mapped_units[u / BITMAP_BITS])
+              >> (u % BITMAP_BITS)) & 1);
 }
 void os_enable_mmap(void);
 int os_mmap_enabled(void);

@@ -4,6 +4,7 @@
 #define AO_GPL_LF_STACK_H
 
 #include "internal.h"
+#include "track.h"
 
 /*
  * Used by AO_stack in the lock-free build and, in every build, by the
@@ -42,7 +43,7 @@ static inline void lf_stack_push(AO_stack_t *list, AO_t *element)
   do {
     version = AO_load_acquire(&head->AO_val1);
     top = AO_load(&head->AO_val2);
-    *(volatile AO_t *)element = top;
+    AO_store(element, top);       /* atomic: stale pops may read it */
   } while (!AO_compare_double_and_swap_double_full(head, version, top,
                                                    version, (AO_t)element));
 }
@@ -57,7 +58,7 @@ static inline AO_t *lf_stack_pop(AO_stack_t *list)
     top = AO_load_acquire(&head->AO_val2);
     if (top == 0)
       return NULL;
-    next = AO_load((volatile AO_t *)top);     /* may be stale: CAS decides */
+    next = racy_word_load((volatile AO_t *)top);  /* may be stale: CAS decides */
   } while (!AO_compare_double_and_swap_double_full(head, version, top,
                                                    version + 1, next));
   return (AO_t *)top;

@@ -273,15 +273,42 @@ int span_put_block(struct span *d, void *block)
   return span_put_chain(d, block, block, 1);
 }
 
+/* The fields span_try_retire decides on.  d may be recycled and set up
+ * again by a new owner (plain stores) while they are read; the anchor CAS
+ * that follows then fails, so the values are never used.  A seqlock-style
+ * read, hidden from ThreadSanitizer like the link reads (track.h).  Limit:
+ * volatile, not C11-atomic, reads; C11 would want atomic stores in every
+ * writer of these fields and an acquire fence before the CAS (the full
+ * CAS is one on every target we build for). */
+struct span_view {
+  struct page_run run;
+  unsigned kind, capacity;
+};
+
+TRACK_RACY_READER void span_view_read(const struct span *d,
+                                      struct span_view *v)
+{
+  const volatile struct span *vd = d;
+
+  v->run.page_base = vd->run.page_base;
+  v->run.first = vd->run.first;
+  v->run.npages = vd->run.npages;
+  v->kind = vd->kind;
+  v->capacity = vd->capacity;
+}
+
 int span_try_retire(struct span *d)
 {
   for (;;) {
     AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
-    struct page_run run = d->run;
+    struct span_view v;
+    struct page_run run;
 
-    if ((v1 & ANCHOR_RETIRED) || d->kind != SPAN_SMALL
-        || COUNT(v1) != d->capacity || d->capacity == 0)
+    span_view_read(d, &v);
+    run = v.run;
+    if ((v1 & ANCHOR_RETIRED) || v.kind != SPAN_SMALL
+        || COUNT(v1) != v.capacity || v.capacity == 0)
       return 0;
     /* Every block is free.  The fields read above belong to the anchor
      * value we saw: if the descriptor was recycled since, the tag moved and

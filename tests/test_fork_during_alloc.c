@@ -23,7 +23,7 @@
 #define CHILD_TIMEOUT 5.0
 
 static atomic_int stop;
-static volatile size_t hammer_max = 2048;
+static _Atomic size_t hammer_max = 2048;  /* read by the hammer threads */
 static unsigned char *held[HELD];
 static size_t held_size[HELD];
 static uint64_t held_tag[HELD];
