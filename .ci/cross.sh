@@ -34,9 +34,12 @@ step_ok() {
 
 # ---------------------------------------------------------------------------
 # Tools.  gcc-multilib is not used for i386: on Debian 12 it conflicts with
-# gcc-aarch64-linux-gnu, so both architectures use a cross compiler.
+# gcc-aarch64-linux-gnu, so both architectures use a cross compiler.  The
+# cross libcs are only Recommends of the compilers: named here, since the
+# install leaves recommendations out.
 deps=(gcc libc6-dev make autoconf automake libtool pkg-config dpkg-dev
-      libatomic-ops-dev gcc-aarch64-linux-gnu gcc-i686-linux-gnu qemu-user)
+      libatomic-ops-dev gcc-aarch64-linux-gnu gcc-i686-linux-gnu qemu-user
+      libc6-dev-arm64-cross libc6-dev-i386-cross)
 missing=()
 for p in "${deps[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
