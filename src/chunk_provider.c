@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Chunk provider: page runs from the static heap and mmap'd segments. */
 #include "internal.h"
+#include "track.h"
 
 #include <pthread.h>
 
@@ -415,9 +416,13 @@ int chunk_visit_runs(int (*fn)(struct span *))
         v &= v - 1;
         if (p >= r->npages)
           break;
-        d = r->owner[p];
+        /* Both reads race with the pages' next owner (chunk_set_owner, and
+         * region_claim filling a recycled descriptor's run): relaxed loads
+         * hidden from TSan (track.h), fn's CAS validates them. */
+        d = (struct span *)racy_word_load((const volatile AO_t *)&r->owner[p]);
         if (d != NULL
-            && d->run.page_base == r->base + ((size_t)p << PAGE_SHIFT))
+            && (char *)racy_word_load((const volatile AO_t *)&d->run.page_base)
+                   == r->base + ((size_t)p << PAGE_SHIFT))
           sum += fn(d);
       }
     }

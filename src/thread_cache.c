@@ -80,7 +80,8 @@ enum cache_state { CACHE_FREE = 0, CACHE_OWNED = 1, CACHE_DRAINING = 2,
 static struct thread_cache *volatile registry;
 static volatile AO_t registry_size;
 /* Where the next creation's scan starts: any node, or NULL (the head);
- * racy updates only move the starting point. */
+ * racy updates only move the starting point (atomic loads and stores: any
+ * value stored is a node of the insert-only list). */
 static struct thread_cache *volatile scan_cursor;
 /* The process whose threads the OWNED tids name (0: none yet). */
 static volatile AO_t image_pid;
@@ -181,7 +182,10 @@ static int cache_drain(struct thread_cache *tc, AO_t *word,
     return 0;
   /* The owner is gone, so busy no longer changes; if the CAS succeeds the
    * owner word did not change since v1 was read, so this was its last
-   * value. */
+   * value.  Its death orders its accesses before ours, which TSan cannot
+   * see: the annotation pairs with the release ending each of its cache
+   * operations (track.h). */
+  track_cache_acquire(tc);
   if (tc->busy || !owner_cas(tc, v1, v2, (v1 & ~(AO_t)3) | CACHE_DRAINING))
     return 0;
   cache_flush_all(tc);
@@ -240,18 +244,18 @@ static struct thread_cache *registry_claim(long tid)
   pid = os_getpid();
   if ((AO_t)pid != AO_load_acquire(&image_pid))
     return NULL;
-  start = scan_cursor;
+  start = (struct thread_cache *)AO_load((volatile AO_t *)&scan_cursor);
   tc = start != NULL ? start : registry_head();
   for (n = 0; tc != NULL && n < size && checked < SCAN_BUDGET; n++) {
     checked += OWNER_STATE(AO_load(&tc->owner.AO_val1)) == CACHE_OWNED;
     if (cache_drain(tc, &v1, &v2)) {
-      scan_cursor = tc->next;
+      AO_store((volatile AO_t *)&scan_cursor, (AO_t)tc->next);
       owner_cas(tc, v1, v2, OWNER(tid, CACHE_OWNED));   /* cannot fail */
       return tc;
     }
     tc = tc->next != NULL ? tc->next : registry_head();
   }
-  scan_cursor = tc;
+  AO_store((volatile AO_t *)&scan_cursor, (AO_t)tc);
   return NULL;
 }
 
@@ -324,6 +328,7 @@ static AO_GPL_NOINLINE struct thread_cache *cache_create(void)
                 OWNER(now, CACHE_OWNED));
     AO_compiler_barrier();
     tc->busy = 0;
+    track_cache_release(tc);
   }
   AO_compiler_barrier();
   creating = 0;
@@ -373,6 +378,7 @@ void *cache_alloc_slow(unsigned size_class)
   }
   AO_compiler_barrier();
   tc->busy = 0;
+  track_cache_release(tc);
   return p;
 }
 
@@ -426,6 +432,7 @@ void *cache_alloc_run(size_t size)
   }
   AO_compiler_barrier();
   tc->busy = 0;
+  track_cache_release(tc);
   return p;
 }
 
@@ -453,6 +460,7 @@ int cache_free_run(struct span *d)
   tc->run_bytes += bytes;
   AO_compiler_barrier();
   tc->busy = 0;
+  track_cache_release(tc);
   if (evicted != NULL)
     large_free_run(evicted);
   for (i = 0; tc->run_bytes > RUN_CACHE_BYTES && i < RUN_CACHE_SLOTS; i++) {
@@ -465,6 +473,7 @@ int cache_free_run(struct span *d)
     }
     AO_compiler_barrier();
     tc->busy = 0;
+    track_cache_release(tc);
     if (evicted != NULL)
       large_free_run(evicted);
   }
@@ -504,6 +513,7 @@ void cache_flush_self(void)
   cache_flush_all(tc);
   AO_compiler_barrier();
   tc->busy = 0;
+  track_cache_release(tc);
 }
 
 /* Thread exit: a handler running during it sees busy, or no cache.  The

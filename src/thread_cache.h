@@ -18,6 +18,9 @@
  * consistent when looked at.  Compiler barriers suffice: a handler runs on
  * the same thread, in program order.
  *
+ * Each operation ends with track_cache_release (track.h: a TSan annotation
+ * for the drain of a dead thread's cache, nothing in other builds).
+ *
  * The TLS pointer uses the initial-exec model: no __tls_get_addr, which
  * may allocate with malloc on first use of a dlopen'ed library's TLS.
  */
@@ -77,6 +80,7 @@ AO_GPL_INLINE void *cache_alloc(unsigned size_class)
     }
     AO_compiler_barrier();
     tc->busy = 0;
+    track_cache_release(tc);
     if (AO_GPL_LIKELY(p != NULL))
       return p;
   }
@@ -99,6 +103,7 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
       cache_flush_bin(tc, b);
     AO_compiler_barrier();
     tc->busy = 0;
+    track_cache_release(tc);
     return 1;
   }
   return 0;

@@ -80,6 +80,39 @@ AO_GPL_INLINE AO_t racy_word_load(const volatile AO_t *p)
 }
 #endif
 
+/*
+ * A thread cache handed over by its owner's death.  The owner works on its
+ * cache with plain accesses; another thread drains it only once the owner
+ * is proved gone (tkill(tid, 0) fails with ESRCH, thread_cache.c), which
+ * orders every access of the owner before the drain through the kernel.
+ * TSan cannot see that edge, so under TSan the owner releases its cache at
+ * the end of each cache operation (track_cache_release) and the drainer
+ * acquires it once the owner is proved gone (track_cache_acquire).  Only an
+ * annotation: in other builds both are empty.
+ */
+#ifdef AO_GPL_TRACK_TSAN
+# include <sanitizer/tsan_interface.h>
+AO_GPL_INLINE void track_cache_release(void *tc)
+{
+  __tsan_release(tc);
+}
+
+AO_GPL_INLINE void track_cache_acquire(void *tc)
+{
+  __tsan_acquire(tc);
+}
+#else
+AO_GPL_INLINE void track_cache_release(void *tc)
+{
+  (void)tc;
+}
+
+AO_GPL_INLINE void track_cache_acquire(void *tc)
+{
+  (void)tc;
+}
+#endif
+
 #if defined(AO_GPL_TRACK_ASAN) && defined(AO_GPL_VALGRIND)
 # error "ASan and valgrind support exclude each other (valgrind cannot run ASan binaries)"
 #endif

@@ -31,9 +31,11 @@
 #define SEG (UINTPTR_MAX > 0xffffffffu ? (size_t)32 << 20 : (size_t)4 << 20)
 
 static void *fill[MAX_FILL];
-static volatile int stop;
-static volatile unsigned long a_cycles, a_nulls, trims;
-static volatile unsigned long h_calls, h_nulls;
+/* Shared while threads run: atomics (lock-free, so the handler may bump
+ * h_calls).  The others are read only after pthread_join. */
+static _Atomic int stop;
+static _Atomic unsigned long trims, h_calls;
+static volatile unsigned long a_cycles, a_nulls, h_nulls;
 static unsigned long p1_nulls;
 
 static void touch(unsigned char *p, size_t n)
