@@ -175,6 +175,7 @@ static int cache_drain(struct thread_cache *tc, AO_t *word,
   AO_t v2 = AO_load_acquire(&tc->owner.AO_val2);
   AO_t v1 = AO_load_acquire(&tc->owner.AO_val1);
   enum cache_state st = OWNER_STATE(v1);
+  AO_t drain;
 
   if (tc == ao_gpl_tcache
       || (st != CACHE_ORPHANED
@@ -184,13 +185,22 @@ static int cache_drain(struct thread_cache *tc, AO_t *word,
    * owner word did not change since v1 was read, so this was its last
    * value.  Its death orders its accesses before ours, which TSan cannot
    * see: the annotation pairs with the release ending each of its cache
-   * operations (track.h). */
+   * operations (track.h).  Only the CAS winner reads busy: racing
+   * drainers are ordered by the owner word, not by busy, which the last
+   * drainer wrote. */
   track_cache_acquire(tc);
-  if (tc->busy || !owner_cas(tc, v1, v2, (v1 & ~(AO_t)3) | CACHE_DRAINING))
+  drain = (v1 & ~(AO_t)3) | CACHE_DRAINING;
+  if (!owner_cas(tc, v1, v2, drain))
     return 0;
+  if (tc->busy) {
+    /* Mid-operation: leave it as it was.  Nobody else moves a DRAINING
+     * cache, so this CAS succeeds. */
+    owner_cas(tc, drain, v2 + 1, v1);
+    return 0;
+  }
   cache_flush_all(tc);
   tc->busy = 1;                  /* FREE caches are busy until claimed */
-  *word = (v1 & ~(AO_t)3) | CACHE_DRAINING;
+  *word = drain;
   *version = v2 + 1;
   return 1;
 }
