@@ -214,9 +214,18 @@ cross_suite() {
   # blocks and thread descriptors), and readdir of a directory
   # (test_fuzz_replay reads its corpus; qemu's 32-bit getdents drops
   # entries).  They are reported as skipped, with the reason.
+  #
+  # Under any qemu-user, test_signal_cache_ops (timers and pthread_kill on
+  # every worker, many thousand signals a second) starves its workers on
+  # this 2-CPU machine: "worker N made no progress" or its watchdog, with
+  # the previous release's code as with this one (measured side by side).
+  # It runs natively in every other step.
   local qemu_skip=
+  if [ -n "$under_qemu" ]; then
+    qemu_skip='test_signal_cache_ops'
+  fi
   if [ "$debarch" = i386 ] && [ -n "$under_qemu" ]; then
-    qemu_skip='signal_demo test_signal_all_threads test_signal_cache_ops test_signal_nested test_signal_first_call test_signal_heap_edge test_signal_thread_exit test_lockfree_parked test_fork_during_alloc test_trim_concurrent_alloc test_fuzz_replay'
+    qemu_skip="$qemu_skip signal_demo test_signal_all_threads test_signal_nested test_signal_first_call test_signal_heap_edge test_signal_thread_exit test_lockfree_parked test_fork_during_alloc test_trim_concurrent_alloc test_cache_after_key_destructors test_fuzz_replay"
     echo "cross: $triplet: this kernel does not run i386 programs; under qemu-i386, skipping: $qemu_skip"
   fi
   cat > "$dir/qemu-run" <<EOF
@@ -224,7 +233,7 @@ cross_suite() {
 # Run one test of the $triplet build: programs through $runner, scripts natively.
 for t in $qemu_skip; do
   if [ "\$(basename "\$1")" = "\$t" ]; then
-    echo "\$t: SKIP: qemu-i386 mishandles it (threaded signal frames, readdir); runs natively where the kernel has IA32 emulation"
+    echo "\$t: SKIP under qemu-user (see .ci/cross.sh): signals to threads (qemu-i386 corrupts their frames; a storm starves workers), or readdir on qemu-i386"
     exit 77
   fi
 done
