@@ -10,7 +10,8 @@
 #    linked statically may use any other name for its own globals.
 # Checks on $(top_builddir)/.libs/libatomic_ops_gpl.so (skipped when no
 # shared library was built, e.g. --disable-shared):
-#  - nm -D --defined-only lists exactly the eleven public functions (AO_malloc_trim included), plus
+#  - nm -D --defined-only lists exactly the public functions (the upstream ones, AO_malloc_trim and
+#    the malloc-family extensions), plus
 #    (optionally, both or neither) the two upstream 7.6 ABI entry points
 #    that binaries built with 7.6's almost-lock-free headers call;
 #  - the imports contain no __atomic_*/__sync_* helper (an out-of-line,
@@ -44,10 +45,17 @@ fail() {
   status=1
 }
 
-expected='AO_free
+expected='AO_aligned_alloc
+AO_calloc
+AO_free
 AO_malloc
 AO_malloc_enable_mmap
+AO_malloc_stats
+AO_malloc_stats_print
 AO_malloc_trim
+AO_malloc_usable_size
+AO_posix_memalign
+AO_realloc
 AO_stack_head_ptr
 AO_stack_init
 AO_stack_is_lock_free
