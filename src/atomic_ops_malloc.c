@@ -8,25 +8,31 @@
 #include <errno.h>
 
 /* Page runs this thread freed first; then pages at hand; then wholly free
- * spans of any class may hold what we need; only then new mappings. */
-static AO_GPL_NOINLINE void *malloc_large(size_t sz)
+ * spans of any class may hold what we need; only then new mappings.  A
+ * run from the thread cache has been used: not known zero. */
+AO_GPL_NOINLINE void *malloc_large(size_t sz, size_t align, unsigned *zero)
 {
-  int run = sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE;
-  void *p = run ? cache_alloc_run(sz) : NULL;
+  int run = sz <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
+            && align <= (size_t)MAX_RUN_PAGES * PAGE_SIZE;
+  void *p = run ? cache_alloc_run(sz, align) : NULL;
 
-  if (p == NULL)
-    p = large_alloc(sz, 0);
+  if (p != NULL) {
+    if (zero != NULL)
+      *zero = 0;
+    return p;
+  }
+  p = large_alloc(sz, align, 0, zero);
   if (p == NULL && run && central_reclaim() > 0)
-    p = large_alloc(sz, 0);
+    p = large_alloc(sz, align, 0, zero);
   if (p == NULL)
-    p = large_alloc(sz, 1);
+    p = large_alloc(sz, align, 1, zero);
   if (p == NULL && run) {
     /* Exhausted: this thread's cache, and those of threads that are
      * gone, may hold what is needed. */
     cache_flush_self();
     cache_reclaim_dead();
     central_reclaim();
-    p = large_alloc(sz, 0);
+    p = large_alloc(sz, align, 0, zero);
   }
   return p;
 }
@@ -38,7 +44,7 @@ void *AO_malloc(size_t sz)
 {
 #ifdef AO_GPL_CHECKS
   void *p = sz <= SMALL_MAX ? cache_alloc(size_to_class(sz))
-                            : malloc_large(sz);
+                            : malloc_large(sz, PAGE_SIZE, NULL);
 
   if (p != NULL)
     checks_allocated(p);
@@ -52,7 +58,7 @@ void *AO_malloc(size_t sz)
   if (AO_GPL_LIKELY(sz <= SMALL_MAX))
     p = cache_alloc(size_to_class(sz));
   else
-    p = malloc_large(sz);
+    p = malloc_large(sz, PAGE_SIZE, NULL);
   if (AO_GPL_UNLIKELY(p == NULL))
     errno = ENOMEM;
   track_alloc(p, sz);
@@ -78,10 +84,10 @@ static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
     misuse_report("AO_free", p, "not a block returned by AO_malloc "
                                 "(its page is not in use)");
   if (d == NULL) {
-    if ((char *)p != (char *)large + LARGE_HEADER_SIZE)
+    if ((char *)p != (char *)large + large->offset)
       misuse_report("AO_free", p, "not the start of a block returned by "
                                   "AO_malloc (inside a large object)");
-    track_free(p, large->map_size - LARGE_HEADER_SIZE);
+    track_free(p, large->map_size - large->offset);
     large_free_mapping(large);
   } else if (d->kind == SPAN_SMALL) {     /* tracked by AO_free */
     if (!cache_free_slow(d->size_class, p))

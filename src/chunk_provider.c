@@ -81,7 +81,39 @@ static int find_free_run(AO_t v, unsigned npages)
   return -1;
 }
 
-static int region_claim(struct region *r, unsigned npages,
+/* As find_free_run, for a run whose address must be a multiple of align
+ * (a power of two > PAGE_SIZE); word_addr: the address of bit 0's page.
+ * Regions are only page-aligned (the static heap), so the first aligned
+ * bit is computed from the address, not assumed to be bit 0. */
+static int find_free_run_aligned(AO_t v, unsigned npages, uintptr_t word_addr,
+                                 size_t align)
+{
+  AO_t mask = run_mask(npages);
+  unsigned step = (unsigned)(align >> PAGE_SHIFT);
+  unsigned pos = (unsigned)(((align - (word_addr & (align - 1)))
+                             & (align - 1)) >> PAGE_SHIFT);
+
+  for (; pos + npages <= BITMAP_BITS; pos += step)
+    if ((v & (mask << pos)) == 0)
+      return (int)pos;
+  return -1;
+}
+
+/* 1 when no page of the run was written since it was last known zero.  A
+ * page is freed only by chunk_free_pages, which sets its dirty bit before
+ * its bitmap bit goes; a trim clears the dirty bit only after madvise
+ * dropped the page, before it gives the page back.  So a page we just
+ * claimed whose dirty bit is clear was never handed out since the region
+ * was mapped (or the static heap, in .bss, loaded), or was dropped since:
+ * it reads as zeros.  Nobody else changes the run's dirty bits now. */
+static unsigned run_is_zero(const struct region *r, const struct page_run *run)
+{
+  AO_t bits = run_mask(run->npages) << (run->first % BITMAP_BITS);
+
+  return (AO_load_acquire(&r->dirty[run->first / BITMAP_BITS]) & bits) == 0;
+}
+
+static int region_claim(struct region *r, unsigned npages, size_t align,
                         struct page_run *out)
 {
   unsigned w, words = WORDS(r->npages);
@@ -89,7 +121,11 @@ static int region_claim(struct region *r, unsigned npages,
   for (w = 0; w < words; w++) {
     for (;;) {
       AO_t v = AO_load(&r->bitmap[w]);
-      int pos = find_free_run(v, npages);
+      int pos = align <= PAGE_SIZE
+          ? find_free_run(v, npages)
+          : find_free_run_aligned(v, npages, (uintptr_t)r->base
+                                  + ((size_t)w * BITMAP_BITS << PAGE_SHIFT),
+                                  align);
 
       if (pos < 0)
         break;
@@ -98,6 +134,7 @@ static int region_claim(struct region *r, unsigned npages,
         out->first = w * (unsigned)BITMAP_BITS + (unsigned)pos;
         out->npages = npages;
         out->page_base = r->base + ((size_t)out->first << PAGE_SHIFT);
+        out->zero = run_is_zero(r, out);
         return 1;
       }
     }
@@ -195,7 +232,8 @@ static int trim_overlapped(AO_t closed)
          || AO_load(&trim_closed) != closed;
 }
 
-int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
+int chunk_alloc_pages(unsigned npages, size_t align, int grow,
+                      struct page_run *out)
 {
   unsigned waits = 0;
 
@@ -204,11 +242,11 @@ int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out)
     AO_t closed = AO_load_acquire(&trim_closed);
     struct region *r;
 
-    if (region_claim(&ao_gpl_static_region, npages, out))
+    if (region_claim(&ao_gpl_static_region, npages, align, out))
       return 1;
     for (r = (struct region *)AO_load_acquire(&segments); r != NULL;
          r = r->next)
-      if (region_claim(r, npages, out))
+      if (region_claim(r, npages, align, out))
         return 1;
     /* Pages hidden by a trim come back within one madvise call.  Only
      * the last resort (grow) waits: an allocation makes few such calls,

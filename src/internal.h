@@ -97,6 +97,13 @@ int os_mmap_enabled(void);
  * os_unit_is_mapped() until os_unmap() of its start. */
 void *os_map_aligned(size_t size, size_t align);
 void os_unmap(void *p, size_t size);
+/* Unmap [p, p + size), the tail of one of our mappings. */
+void os_unmap_tail(void *p, size_t size);
+/* Grow the mapping p (old_size bytes) to new_size where it is, or 0. */
+int os_grow_in_place(void *p, size_t old_size, size_t new_size);
+/* Move the SEGMENT_SIZE-aligned mapping p to a new aligned mapping of
+ * new_size bytes (mapped-units bits kept right), or NULL, p untouched. */
+void *os_move_grow(void *p, size_t old_size, size_t new_size);
 /* Drop the physical memory of [p, p + size) (whole OS pages inside it);
  * the range stays mapped and reads back as zeros.  1 if anything went. */
 int os_release(void *p, size_t size);
@@ -131,6 +138,7 @@ struct large_header {
   char *base;                    /* the header itself */
   const unsigned char *page_class;   /* ao_gpl_no_page_class */
   size_t map_size;               /* bytes mapped, header included */
+  size_t offset;                 /* of the user pointer, >= the header's */
 };
 /* SEGMENT_PAGES bytes of PAGE_CLASS_NONE: the page classes of every page
  * in the first SEGMENT_SIZE of a large mapping. */
@@ -142,12 +150,15 @@ struct page_run {
   char *page_base;               /* first byte of the run */
   unsigned first;                /* page index in its region */
   unsigned npages;
+  unsigned zero;                 /* 1: every page read as zeros when claimed */
 };
 
 /* Claim npages contiguous pages (1..MAX_RUN_PAGES) from the static heap,
- * then from segments; with grow != 0 map a new segment when all are full
- * (only once mmap is enabled).  0 when no pages could be had. */
-int chunk_alloc_pages(unsigned npages, int grow, struct page_run *out);
+ * then from segments, starting at a multiple of align (a power of two;
+ * <= PAGE_SIZE: any page); with grow != 0 map a new segment when all are
+ * full (only once mmap is enabled).  0 when no pages could be had. */
+int chunk_alloc_pages(unsigned npages, size_t align, int grow,
+                      struct page_run *out);
 void chunk_free_pages(const struct page_run *run);
 /* Record d as the owner of every page of run (the page map). */
 void chunk_set_owner(const struct page_run *run, struct span *d);
@@ -293,7 +304,9 @@ int span_memory_can_grow(void);
 /* Spare descriptors, e.g. as nodes of the large-object cache. */
 struct span *span_descriptor_get(void);
 void span_descriptor_put(struct span *d);
-struct span *span_new_run(size_t size, int grow, void **mem);
+/* A page run of size bytes starting at a multiple of align (see
+ * chunk_alloc_pages); d->run.zero tells whether its pages read as zeros. */
+struct span *span_new_run(size_t size, size_t align, int grow, void **mem);
 void span_free_run(struct span *d);
 AO_GPL_INLINE struct span *span_of(const void *p, struct large_header **large)
 {
@@ -317,12 +330,25 @@ void central_free_chain(void *chain);
 int central_reclaim(void);
 
 /* ---- large.c: objects above the largest size class. ---- */
-/* With grow == 0 only pages at hand are used (no mmap call). */
-void *large_alloc(size_t size, int grow);
+/* size bytes aligned to align (a power of two; a run when it fits, else
+ * a direct mapping); with grow == 0 only pages at hand are used (no mmap
+ * call).  *zero (if zero != NULL) is set to 1 when the memory is known to
+ * read as zeros. */
+void *large_alloc(size_t size, size_t align, int grow, unsigned *zero);
+/* Resize the direct mapping h to hold size user bytes without copying:
+ * shrink, grow in place, or move the pages to a new mapping; the new user
+ * pointer, or NULL (h untouched) when that cannot be done. */
+void *large_resize(struct large_header *h, size_t size);
 void large_free_run(struct span *d);
 void large_free_mapping(struct large_header *h);
 /* Unmap the cached large mappings; 1 if any. */
 int large_trim(void);
+
+/* ---- atomic_ops_malloc.c ---- */
+/* AO_malloc's path for sizes above SMALL_MAX, and for alignments above
+ * ALIGNMENT that no size class gives: every source in turn.  *zero as in
+ * large_alloc. */
+void *malloc_large(size_t sz, size_t align, unsigned *zero);
 
 /* ---- checks.c: misuse of AO_free. ---- */
 /* Write "atomic_ops_gpl: fn(p): what" to fd 2 with write(2), then abort. */

@@ -73,15 +73,22 @@ static int cache_keep(struct large_header *h)
   return 1;
 }
 
-static void *map_large(size_t size)
+/* The user pointer sits offset bytes into the mapping: LARGE_HEADER_SIZE,
+ * or the alignment asked for when larger.  It must stay inside the first
+ * SEGMENT_SIZE, where masking finds the header: alignments up to
+ * SEGMENT_SIZE / 2.  A fresh mapping reads as zeros (*zero = 1). */
+static void *map_large(size_t size, size_t align, unsigned *zero)
 {
-  size_t map_size;
+  size_t map_size, offset = align > LARGE_HEADER_SIZE ? align
+                                                      : LARGE_HEADER_SIZE;
   struct large_header *h;
 
-  if (size > SIZE_MAX - LARGE_HEADER_SIZE - MAP_UNIT - SEGMENT_SIZE)
+  if (offset >= SEGMENT_SIZE
+      || size > SIZE_MAX - offset - MAP_UNIT - SEGMENT_SIZE)
     return NULL;
-  map_size = (size + LARGE_HEADER_SIZE + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
+  map_size = (size + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   h = cache_take(map_size);
+  *zero = 0;
   if (h == NULL) {
     /* Segment alignment: AO_free finds the header by masking the pointer. */
     h = os_map_aligned(map_size, SEGMENT_SIZE);
@@ -92,21 +99,69 @@ static void *map_large(size_t size)
     h->page_class = ao_gpl_no_page_class;
     h->map_size = map_size;
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
+    *zero = 1;
   }
-  return (char *)h + LARGE_HEADER_SIZE;
+  h->offset = offset;
+  return (char *)h + offset;
 }
 
-void *large_alloc(size_t size, int grow)
+void *large_alloc(size_t size, size_t align, int grow, unsigned *zero)
 {
   void *mem;
+  unsigned z;
+  struct span *d;
 
+  if (zero == NULL)
+    zero = &z;
   if (size <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
-      && span_new_run(size, grow, &mem) != NULL) {
+      && align <= (size_t)MAX_RUN_PAGES * PAGE_SIZE
+      && (d = span_new_run(size, align, grow, &mem)) != NULL) {
+    *zero = d->run.zero;
     /* the run's tail past the request must not look usable */
     track_fresh(mem, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
     return mem;
   }
-  return grow ? map_large(size) : NULL;
+  return grow ? map_large(size, align, zero) : NULL;
+}
+
+/*
+ * Resizing a mapping without a copy.  Only the owner of a mapping ever
+ * reaches it (AO_free and AO_realloc of its pointer), and the header moves
+ * with the pages, so nobody can read a stale header.  Not in the tracking
+ * builds: ASan's shadow and memcheck's block records would not follow the
+ * pages (the caller copies instead).
+ */
+void *large_resize(struct large_header *h, size_t size)
+{
+#if defined(AO_GPL_TRACK_ASAN) || defined(AO_GPL_VALGRIND)
+  (void)h;
+  (void)size;
+  return NULL;
+#else
+  size_t offset = h->offset, map_size;
+  struct large_header *q;
+
+  if (size > SIZE_MAX - offset - MAP_UNIT - SEGMENT_SIZE)
+    return NULL;
+  map_size = (size + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
+  if (map_size <= h->map_size) {
+    if (map_size < h->map_size) {
+      os_unmap_tail((char *)h + map_size, h->map_size - map_size);
+      h->map_size = map_size;
+    }
+    return (char *)h + offset;
+  }
+  if (os_grow_in_place(h, h->map_size, map_size)) {
+    h->map_size = map_size;
+    return (char *)h + offset;
+  }
+  q = os_move_grow(h, h->map_size, map_size);
+  if (q == NULL)
+    return NULL;
+  q->base = (char *)q;
+  q->map_size = map_size;
+  return (char *)q + offset;
+#endif
 }
 
 void large_free_run(struct span *d)

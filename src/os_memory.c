@@ -3,6 +3,9 @@
 #ifndef _DEFAULT_SOURCE
 # define _DEFAULT_SOURCE 1   /* MAP_ANONYMOUS */
 #endif
+#ifndef _GNU_SOURCE
+# define _GNU_SOURCE 1       /* mremap, MREMAP_FIXED */
+#endif
 #include "internal.h"
 
 #include <sys/mman.h>
@@ -94,6 +97,50 @@ void os_unmap(void *p, size_t size)
     mapped_unit_set(p, 0);
   munmap(p, size);
   errno = saved_errno;
+}
+
+/* Part of a mapping (never its start, so no unit bit is concerned). */
+void os_unmap_tail(void *p, size_t size)
+{
+  int saved_errno = errno;
+
+  munmap(p, size);
+  errno = saved_errno;
+}
+
+/* No MREMAP_MAYMOVE: the kernel extends the mapping only where the
+ * address space after it is free, so p and its unit bit stay valid. */
+int os_grow_in_place(void *p, size_t old_size, size_t new_size)
+{
+  int saved_errno = errno;
+  int done = mremap(p, old_size, new_size, 0) != MAP_FAILED;
+
+  errno = saved_errno;
+  return done;
+}
+
+/* A fresh SEGMENT_SIZE-aligned area of new_size bytes (its unit bit set),
+ * then the old pages moved onto its start by the kernel, without a copy;
+ * the rest of the area stays fresh zero pages.  p's bit is cleared before
+ * the move, as in os_unmap: once p's range is free, another thread's
+ * mapping may land there and set the bit again.  Only the owner of p
+ * looks at it meanwhile.  On failure p is as it was. */
+void *os_move_grow(void *p, size_t old_size, size_t new_size)
+{
+  int saved_errno = errno;
+  void *q = os_map_aligned(new_size, SEGMENT_SIZE);
+
+  if (q == NULL)
+    return NULL;
+  mapped_unit_set(p, 0);
+  if (mremap(p, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED, q)
+      == MAP_FAILED) {
+    mapped_unit_set(p, 1);
+    os_unmap(q, new_size);
+    q = NULL;
+  }
+  errno = saved_errno;
+  return q;
 }
 
 /* getauxval only reads the auxiliary vector saved at start-up: no lock,

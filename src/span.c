@@ -116,7 +116,7 @@ static struct span *descriptor_get(int grow)
     if (i < STATIC_DESCRIPTORS)
       return &static_descriptors[i];
   }
-  if (!chunk_alloc_pages(1, grow, &run))
+  if (!chunk_alloc_pages(1, PAGE_SIZE, grow, &run))
     return NULL;
   /* The page may hold old data: every descriptor gets a RETIRED anchor
    * before it is linked anywhere, since central_reclaim's walk may reach
@@ -142,13 +142,13 @@ static void descriptor_put(struct span *d)
   lf_stack_push(&descriptor_pool, &d->link);
 }
 
-static struct span *span_claim(unsigned npages, int grow)
+static struct span *span_claim(unsigned npages, size_t align, int grow)
 {
   struct span *d = descriptor_get(grow);
 
   if (d == NULL)
     return NULL;
-  if (!chunk_alloc_pages(npages, grow, &d->run)) {
+  if (!chunk_alloc_pages(npages, align, grow, &d->run)) {
     descriptor_put(d);
     return NULL;
   }
@@ -159,7 +159,7 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
   unsigned cap, i, pages = class_span_pages(size_class, os_mmap_enabled());
-  struct span *d = span_claim(pages, grow);
+  struct span *d = span_claim(pages, PAGE_SIZE, grow);
   char *blocks;
 
   /* Last resort (grow: nothing else is left to try): a shorter span, down
@@ -169,7 +169,7 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
   while (d == NULL && grow && pages > class_min_pages(size_class)) {
     pages = pages / 2 > class_min_pages(size_class)
                 ? pages / 2 : class_min_pages(size_class);
-    d = span_claim(pages, 0);
+    d = span_claim(pages, PAGE_SIZE, 0);
   }
   if (d == NULL)
     return NULL;
@@ -338,13 +338,13 @@ void span_recycle(struct span *d)
   descriptor_put(d);
 }
 
-struct span *span_new_run(size_t size, int grow, void **mem)
+struct span *span_new_run(size_t size, size_t align, int grow, void **mem)
 {
   size_t npages = (size + PAGE_SIZE - 1) >> PAGE_SHIFT;
   struct span *d;
 
   if (npages > MAX_RUN_PAGES
-      || (d = span_claim((unsigned)npages, grow)) == NULL)
+      || (d = span_claim(npages ? (unsigned)npages : 1, align, grow)) == NULL)
     return NULL;
   d->kind = SPAN_RUN;
   d->capacity = 1;

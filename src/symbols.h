@@ -23,6 +23,9 @@
 #define os_mmap_enabled ao_gpl_os_mmap_enabled
 #define os_map_aligned ao_gpl_os_map_aligned
 #define os_unmap ao_gpl_os_unmap
+#define os_unmap_tail ao_gpl_os_unmap_tail
+#define os_grow_in_place ao_gpl_os_grow_in_place
+#define os_move_grow ao_gpl_os_move_grow
 #define os_release ao_gpl_os_release
 #define os_getpid ao_gpl_os_getpid
 #define os_gettid ao_gpl_os_gettid
@@ -57,11 +60,15 @@
 #define central_free_chain ao_gpl_central_free_chain
 #define central_reclaim ao_gpl_central_reclaim
 
+/* atomic_ops_malloc.c */
+#define malloc_large ao_gpl_malloc_large
+
 /* large.c */
 #define large_alloc ao_gpl_large_alloc
 #define large_free_run ao_gpl_large_free_run
 #define large_free_mapping ao_gpl_large_free_mapping
 #define large_trim ao_gpl_large_trim
+#define large_resize ao_gpl_large_resize
 
 /* thread_cache.c */
 #define cache_alloc_slow ao_gpl_cache_alloc_slow

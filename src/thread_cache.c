@@ -420,7 +420,7 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b)
   central_free_chain(rest);
 }
 
-void *cache_alloc_run(size_t size)
+void *cache_alloc_run(size_t size, size_t align)
 {
   struct thread_cache *tc = ao_gpl_tcache;
   unsigned npages = (unsigned)((size + PAGE_SIZE - 1) >> PAGE_SHIFT), i;
@@ -433,7 +433,8 @@ void *cache_alloc_run(size_t size)
   for (i = 0; i < RUN_CACHE_SLOTS; i++) {
     struct span *d = tc->runs[i];
 
-    if (d != NULL && d->run.npages == npages) {
+    if (d != NULL && d->run.npages == npages
+        && ((uintptr_t)d->run.page_base & (align - 1)) == 0) {
       tc->runs[i] = NULL;
       tc->run_bytes -= (size_t)npages << PAGE_SHIFT;
       p = d->run.page_base;

@@ -56,7 +56,8 @@ void *cache_alloc_slow(unsigned size_class);
 /* 1 if p went into this thread's cache, creating the cache if need be. */
 int cache_free_slow(unsigned size_class, void *p);
 void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
-void *cache_alloc_run(size_t size);
+/* A cached page run of size bytes starting at a multiple of align. */
+void *cache_alloc_run(size_t size, size_t align);
 int cache_free_run(struct span *d);
 /* Flush the calling thread's cache to the central lists. */
 void cache_flush_self(void);

@@ -19,7 +19,11 @@
  *   track_internal(p, size)    memory the allocator itself uses (a thread
  *                              cache, descriptors): usable, never a leak;
  *   track_internal_end(p, size) such memory given back: no access;
- *   track_release(p, size)     about to be unmapped: forget it.
+ *   track_release(p, size)     about to be unmapped: forget it;
+ *   track_resize(p, usable, n) the live block p (usable bytes in all) now
+ *                              holds n <= usable: exactly [p, p + n)
+ *                              usable, the contents kept (AO_realloc in
+ *                              place, AO_malloc_usable_size).
  *
  * The allocator itself still reads and writes the first word of free
  * blocks (the free-list link): every such access goes through
@@ -148,6 +152,12 @@ AO_GPL_INLINE void track_internal_end(void *p, size_t size)
   ASAN_POISON_MEMORY_REGION(p, size);
 }
 
+AO_GPL_INLINE void track_resize(void *p, size_t usable, size_t n)
+{
+  ASAN_POISON_MEMORY_REGION(p, usable);
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
+
 /* Shadow is not reset by munmap: a later mapping at the same address
  * would inherit the poison. */
 AO_GPL_INLINE void track_release(void *p, size_t size)
@@ -203,6 +213,22 @@ AO_GPL_INLINE void track_internal(void *p, size_t size)
 AO_GPL_INLINE void track_internal_end(void *p, size_t size)
 {
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
+}
+
+/* memcheck needs the block's current size to resize its record: the end
+ * of the addressable part, found with error reporting off (the tail
+ * after it is no-access since track_fresh or track_free). */
+AO_GPL_INLINE void track_resize(void *p, size_t usable, size_t n)
+{
+  size_t old = usable;
+  uintptr_t bad;
+
+  VALGRIND_DISABLE_ERROR_REPORTING;
+  bad = (uintptr_t)VALGRIND_CHECK_MEM_IS_ADDRESSABLE(p, usable);
+  VALGRIND_ENABLE_ERROR_REPORTING;
+  if (bad != 0)
+    old = (size_t)(bad - (uintptr_t)p);
+  VALGRIND_RESIZEINPLACE_BLOCK(p, old, n, 0);
 }
 
 /* munmap itself makes the range inaccessible. */
@@ -275,6 +301,13 @@ AO_GPL_INLINE void track_release(void *p, size_t size)
 {
   (void)p;
   (void)size;
+}
+
+AO_GPL_INLINE void track_resize(void *p, size_t usable, size_t n)
+{
+  (void)p;
+  (void)usable;
+  (void)n;
 }
 
 AO_GPL_INLINE void *free_link_get(const void *block)
