@@ -90,9 +90,11 @@ AO_API AO_ATTR_MALLOC AO_ATTR_ALLOC_SIZE2(1, 2) void *AO_calloc(size_t n,
 AO_API AO_ATTR_ALLOC_SIZE(2) void *AO_realloc(void *p, size_t size);
 #define AO_HAVE_realloc
 
-/* A block of size bytes aligned to alignment, any power of two (up to
- * half the address space); NULL with EINVAL when alignment is not a power
- * of two, ENOMEM when out of memory.  Freed with AO_free. */
+/* A block of size bytes aligned to alignment, a power of two below 16 MiB
+ * (2 MiB on 32-bit targets; larger ones fail with ENOMEM, as may those
+ * above 4096 before AO_malloc_enable_mmap); NULL with EINVAL when
+ * alignment is not a power of two, ENOMEM when out of memory.  Freed with
+ * AO_free. */
 AO_API AO_ATTR_MALLOC AO_ATTR_ALLOC_SIZE(2)
 void *AO_aligned_alloc(size_t alignment, size_t size);
 #define AO_HAVE_aligned_alloc
