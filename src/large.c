@@ -86,7 +86,8 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
   if (offset >= SEGMENT_SIZE
       || size > SIZE_MAX - offset - MAP_UNIT - SEGMENT_SIZE)
     return NULL;
-  map_size = (size + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
+  /* At least one byte: the user pointer must lie inside the mapping. */
+  map_size = (size + (size == 0) + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   h = cache_take(map_size);
   *zero = 0;
   if (h == NULL) {
@@ -118,7 +119,7 @@ void *large_alloc(size_t size, size_t align, int grow, unsigned *zero)
       && (d = span_new_run(size, align, grow, &mem)) != NULL) {
     *zero = d->run.zero;
     /* the run's tail past the request must not look usable */
-    track_fresh(mem, (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1));
+    track_fresh(mem, (size_t)d->run.npages << PAGE_SHIFT);
     return mem;
   }
   return grow ? map_large(size, align, zero) : NULL;

@@ -39,7 +39,8 @@ static void one(size_t align, size_t size, int must)
            "AO_aligned_alloc(%zu, %zu) = %p: misaligned", align, size,
            (void *)p);
   u = AO_malloc_usable_size(p);
-  TU_CHECK(u >= size, "usable %zu < %zu (align %zu)", u, size, align);
+  TU_CHECK(u >= size && u > 0, "usable %zu < %zu (align %zu)", u, size,
+           align);
   tu_fill(p, u, align + size);
   TU_CHECK(tu_check(p, u, align + size) == (size_t)-1,
            "usable bytes of an aligned block do not hold (align %zu)", align);
