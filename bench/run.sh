@@ -7,13 +7,16 @@
 # Environment:
 #   R=N             repetitions (default 5, QUICK 3; at least 3 for a median)
 #   QUICK=1         shorter timed phases (BENCH_SCALE=0.2) and a 5 s timeout
-#   ALLOCATORS=".." subset/order of: ours upstream glibc mimalloc jemalloc tcmalloc
+#   ALLOCATORS=".." subset/order of: ours aomalloc upstream glibc mimalloc
+#                   jemalloc tcmalloc (aomalloc: bench_malloc under LD_PRELOAD
+#                   of this project's malloc replacement, libaomalloc.so)
 #   WORKLOADS=".."  subset of: pairs batch threads prodcons rss signal return
 #   BENCH_BIN_DIR   directory holding bench_ours, bench_malloc, bench_upstream
 #                   (default: ./bench of the current directory if built there,
 #                   else this script's directory)
 #   BENCH_OUT       output directory (default: results/ next to this script)
 #   MIMALLOC_SO, JEMALLOC_SO, TCMALLOC_SO   library to LD_PRELOAD for each
+#   AOMALLOC_SO     default: .libs/libaomalloc.so of the build tree
 #
 # Every repetition runs every workload for every allocator, each in its own
 # process, allocators interleaved (round-robin, order rotated each
@@ -44,7 +47,7 @@ else
   timeout_s=${BENCH_TIMEOUT:-20}
 fi
 WORKLOADS=${WORKLOADS:-pairs batch threads prodcons rss signal return}
-ALLOCATORS=${ALLOCATORS:-ours upstream glibc mimalloc jemalloc tcmalloc}
+ALLOCATORS=${ALLOCATORS:-ours aomalloc upstream glibc mimalloc jemalloc tcmalloc}
 
 if [ ! -x "$bindir/bench_ours" ] || [ ! -x "$bindir/bench_malloc" ]; then
   echo "run.sh: no bench_ours/bench_malloc in $bindir; run 'make bench' first" >&2
@@ -79,8 +82,9 @@ for a in $ALLOCATORS; do
       fi
       BIN[$a]=$bindir/bench_upstream; PRELOAD[$a]= ;;
     glibc) BIN[$a]=$bindir/bench_malloc; PRELOAD[$a]= ;;
-    mimalloc|jemalloc|tcmalloc)
+    aomalloc|mimalloc|jemalloc|tcmalloc)
       case $a in
+        aomalloc) lib=${AOMALLOC_SO:-$bindir/../.libs/libaomalloc.so} ;;
         mimalloc) lib=${MIMALLOC_SO:-$(find_lib libmimalloc.so.2 libmimalloc.so)} ;;
         jemalloc) lib=${JEMALLOC_SO:-$(find_lib libjemalloc.so.2 libjemalloc.so)} ;;
         tcmalloc) lib=${TCMALLOC_SO:-$(find_lib libtcmalloc_minimal.so.4 libtcmalloc.so.4)} ;;
