@@ -155,7 +155,7 @@ int AO_malloc_stats_print(int fd)
   put_bytes(&t, "thread cached", st.thread_cached);
   put_bytes(&t, "span free", st.span_free);
   put_bytes(&t, "free pages", st.free_pages);
-  put_bytes(&t, " released", st.free_released);
+  put_bytes(&t, "free released", st.free_released);
   put_bytes(&t, "large cached", st.large_cached);
   put_bytes(&t, "metadata", st.metadata);
   put_bytes(&t, "slack", st.slack);
