@@ -93,7 +93,9 @@ static void put_bytes(struct text *t, const char *label, size_t v)
   unsigned u = 0;
 
   put_label(t, label);
-  while (u + 1 < sizeof(units) / sizeof(units[0]) && (v >> (10 * (u + 1))) != 0)
+  /* The shift stays below the width of size_t (32 bits on i386). */
+  while (u + 1 < sizeof(units) / sizeof(units[0])
+         && 10 * (u + 1) < 8 * sizeof(size_t) && (v >> (10 * (u + 1))) != 0)
     u++;
   if (u == 0) {
     put_uint(t, v);

@@ -228,6 +228,7 @@ int main(int argc, char **argv)
 {
   struct AO_malloc_stats s;
 
+  (void)argc;
   tu_init(argv[0]);
   tu_watchdog(120, "test_malloc_stats");
   snap("start", &s);
