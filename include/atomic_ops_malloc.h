@@ -136,7 +136,11 @@ struct AO_malloc_stats {
   unsigned long thread_caches; /* caches ever created (reused by threads) */
   unsigned long foreign_frees; /* frees of pointers not from this heap,
                                   ignored (the malloc replacement only) */
-  size_t reserved[8];      /* zero; room for later fields */
+  size_t slack;            /* in small-block spans, the page tail too
+                              short for one more block; with the figures
+                              above from mapped to slack, mapped is their
+                              sum when no thread is inside the allocator */
+  size_t reserved[7];      /* zero; room for later fields */
 };
 
 /* Fill *st with a snapshot.  Async-signal-safe and lock-free. */

@@ -2,6 +2,7 @@
 /* Chunk provider: page runs from the static heap and mmap'd segments. */
 #include "internal.h"
 #include "track.h"
+#include "atomic_ops_malloc.h"   /* struct AO_malloc_stats */
 
 #include <pthread.h>
 
@@ -483,3 +484,52 @@ void chunk_set_owner(const struct page_run *run, struct span *d)
   }
 }
 
+
+/*
+ * The page side of AO_malloc_stats: every page of every region is free
+ * (free_pages; not dirty = released or never touched: free_released), in
+ * a live run (span_stats accounts for the whole run), or other metadata:
+ * the segment headers, bitmaps and page maps, and pages carved into span
+ * descriptors, which have no live owner.  Quiescent, that sums to the
+ * regions' size exactly.  Concurrently a run may be counted while it is
+ * being claimed or given back (as metadata, or as a span whose anchor is
+ * not set yet): approximate, as documented.  Loads only, like
+ * chunk_visit_runs: nothing is claimed, so nobody waits for a snapshot.
+ */
+void chunk_stats(struct AO_malloc_stats *st)
+{
+  struct region *r = &ao_gpl_static_region;
+
+  while (r != NULL) {
+    unsigned w, words = WORDS(r->npages);
+
+    for (w = 0; w < words; w++) {
+      unsigned first = w * (unsigned)BITMAP_BITS;
+      AO_t pages = run_mask(r->npages - first);   /* static tail: not ours */
+      AO_t v = AO_load(&r->bitmap[w]) & pages;
+      AO_t idle = ~v & pages;
+
+      st->free_pages += (size_t)__builtin_popcountl((unsigned long)idle)
+                        << PAGE_SHIFT;
+      idle &= ~AO_load(&r->dirty[w]);
+      st->free_released += (size_t)__builtin_popcountl((unsigned long)idle)
+                           << PAGE_SHIFT;
+      while (v != 0) {
+        unsigned b = (unsigned)__builtin_ctzl((unsigned long)v), n = 0;
+        struct span *d = (struct span *)racy_word_load(
+            (const volatile AO_t *)&r->owner[first + b]);
+
+        if (d != NULL)
+          n = span_stats(d, r->base + ((size_t)(first + b) << PAGE_SHIFT), st);
+        if (n == 0) {
+          st->metadata += PAGE_SIZE;
+          v &= v - 1;
+        } else {
+          v &= ~(run_mask(n) << b);    /* a run never crosses a word */
+        }
+      }
+    }
+    r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
+                                   : r->next;
+  }
+}

@@ -368,6 +368,35 @@ void ao_stack_alf_push(volatile AO_t *head, volatile AO_t *slots,
                        AO_t *element);
 AO_t *ao_stack_alf_pop(volatile AO_t *head, volatile AO_t *slots);
 
+/* ---- statistics (malloc_stats.c sums them up for AO_malloc_stats). ----
+ * Each layer adds its own figures to the public struct: read-only walks
+ * and loads, no write to shared state, so any thread or handler may take
+ * a snapshot at any time (approximate while others run). */
+struct AO_malloc_stats;
+/* os_memory.c: mapped (static heap + live mappings), system call counts,
+ * released_total. */
+void os_stats(struct AO_malloc_stats *st);
+/* For a mremap(2) of one of our mappings from old_size to new_size bytes:
+ * counts the call and keeps mapped exact. */
+void os_note_mremap(size_t old_size, size_t new_size);
+/* chunk_provider.c: free_pages, free_released, segment headers and every
+ * in-use page that belongs to no live span (descriptor pages) in metadata;
+ * each in-use run is handed to span_stats. */
+void chunk_stats(struct AO_malloc_stats *st);
+/* span.c: if d is live and its run starts at page, add the run's figures
+ * (in_use, span_free, slack) and return its page count, else 0. */
+unsigned span_stats(struct span *d, const char *page,
+                    struct AO_malloc_stats *st);
+/* large.c: large_cached; in-use mappings to in_use, their headers to
+ * metadata. */
+void large_stats(struct AO_malloc_stats *st);
+/* thread_cache.c: cached blocks and runs move from in_use to
+ * thread_cached, the caches themselves to metadata; thread_caches. */
+void cache_stats(struct AO_malloc_stats *st);
+/* malloc_stats.c: count a free of a pointer that is not ours, ignored
+ * (the malloc replacement); foreign_frees. */
+void stats_foreign_free(void);
+
 #pragma GCC visibility pop
 
 #endif /* AO_GPL_INTERNAL_H */

@@ -3,6 +3,7 @@
 #include "internal.h"
 #include "lf_stack.h"
 #include "track.h"
+#include "atomic_ops_malloc.h"   /* struct AO_malloc_stats */
 
 /* Direct mappings are sized in units of the largest common OS page, so the
  * trimming in os_map_aligned() always works on page boundaries. */
@@ -28,6 +29,18 @@
 static AO_stack_t cache[OCTAVES];
 static volatile AO_t cache_bytes;
 
+/* Statistics only (large_stats), changed next to the mmap and munmap
+ * calls and the cache's own counter: every direct mapping alive (in use
+ * or cached), and how many of them are cached.  A resize of a mapping
+ * (mremap) calls live_add(new - old, 0). */
+static volatile AO_t live_bytes, live_maps, cached_maps;
+
+static void live_add(size_t bytes, AO_t maps)
+{
+  AO_fetch_and_add(&live_bytes, (AO_t)bytes);
+  AO_fetch_and_add(&live_maps, maps);
+}
+
 static unsigned octave(size_t n)
 {
   return (unsigned)(8 * sizeof(unsigned long) - 1)
@@ -48,6 +61,7 @@ static struct large_header *cache_take(size_t map_size)
     return NULL;
   }
   AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+  AO_fetch_and_sub1(&cached_maps);
   span_descriptor_put(node);
   return h;
 }
@@ -70,6 +84,7 @@ static int cache_keep(struct large_header *h)
   }
   node->run.page_base = (char *)h;
   lf_stack_push(&cache[octave(h->map_size)], &node->link);
+  AO_fetch_and_add1(&cached_maps);
   return 1;
 }
 
@@ -99,6 +114,7 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
     h->base = (char *)h;
     h->page_class = ao_gpl_no_page_class;
     h->map_size = map_size;
+    live_add(map_size, 1);
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
     *zero = 1;
   }
@@ -176,6 +192,7 @@ void large_free_run(struct span *d)
 void large_free_mapping(struct large_header *h)
 {
   if (!cache_keep(h)) {
+    live_add(-h->map_size, (AO_t)-1);
     track_release(h, h->map_size);
     os_unmap(h, h->map_size);
   }
@@ -193,11 +210,27 @@ int large_trim(void)
       struct large_header *h = (struct large_header *)node->run.page_base;
 
       AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+      AO_fetch_and_sub1(&cached_maps);
       span_descriptor_put(node);
+      live_add(-h->map_size, (AO_t)-1);
       track_release(h, h->map_size);
       os_unmap(h, h->map_size);
       released = 1;
     }
   }
   return released;
+}
+
+/* The header of each mapping in use is metadata, the rest in use (its
+ * usable size); a cached mapping counts whole in large_cached.  Three
+ * loads, each exact when nobody maps, caches or unmaps meanwhile. */
+void large_stats(struct AO_malloc_stats *st)
+{
+  size_t cached = (size_t)AO_load(&cache_bytes);
+  size_t headers = (size_t)(AO_load(&live_maps) - AO_load(&cached_maps))
+                   * LARGE_HEADER_SIZE;
+
+  st->large_cached += cached;
+  st->metadata += headers;
+  st->in_use += (size_t)AO_load(&live_bytes) - cached - headers;
 }

@@ -7,6 +7,7 @@
 # define _GNU_SOURCE 1       /* mremap, MREMAP_FIXED */
 #endif
 #include "internal.h"
+#include "atomic_ops_malloc.h"   /* struct AO_malloc_stats */
 
 #include <sys/mman.h>
 #include <sys/auxv.h>
@@ -53,6 +54,18 @@ int os_mmap_enabled(void)
   return AO_load_acquire(&mmap_enabled) != 0;
 }
 
+/* Statistics (os_stats): one atomic add next to each system call, which
+ * costs far more.  mapped_bytes is the live total of our mappings; the
+ * head and tail trimmed off an over-map were never ours to use, so they
+ * count as munmap calls but not as released bytes. */
+static volatile AO_t mmap_calls, munmap_calls, madvise_calls, mremap_calls;
+static volatile AO_t mapped_bytes, released_bytes;
+
+static void count(volatile AO_t *counter, size_t n)
+{
+  AO_fetch_and_add(counter, (AO_t)n);
+}
+
 /* Over-map by align bytes, then trim both ends: two extra munmap calls,
  * paid only when a segment or a large object is created.  errno is kept,
  * since these calls may run inside a signal handler. */
@@ -66,6 +79,7 @@ void *os_map_aligned(size_t size, size_t align)
     return NULL;
   raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE,
              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  count(&mmap_calls, 1);
   if (raw == MAP_FAILED) {
     errno = saved_errno;
     return NULL;
@@ -77,11 +91,15 @@ void *os_map_aligned(size_t size, size_t align)
     munmap(raw, head);
   if (tail != 0)
     munmap(start + size, tail);
+  count(&munmap_calls, (head != 0) + (tail != 0));
   if (((uintptr_t)start >> SEGMENT_SHIFT) >= MAPPED_UNITS) {
     munmap(start, size);               /* beyond the bitmap: unusable */
+    count(&munmap_calls, 1);
     start = NULL;
-  } else if (align >= SEGMENT_SIZE) {
-    mapped_unit_set(start, 1);
+  } else {
+    if (align >= SEGMENT_SIZE)
+      mapped_unit_set(start, 1);
+    count(&mapped_bytes, size);
   }
   errno = saved_errno;
   return start;
@@ -96,6 +114,9 @@ void os_unmap(void *p, size_t size)
   if (((uintptr_t)p & (SEGMENT_SIZE - 1)) == 0)
     mapped_unit_set(p, 0);
   munmap(p, size);
+  count(&munmap_calls, 1);
+  count(&mapped_bytes, -size);
+  count(&released_bytes, size);
   errno = saved_errno;
 }
 
@@ -156,10 +177,32 @@ int os_release(void *p, size_t size)
     page = 4096;
   start = ((uintptr_t)p + page - 1) & ~(page - 1);
   end = ((uintptr_t)p + size) & ~(page - 1);
-  if (end > start)
+  if (end > start) {
     done = madvise((void *)start, end - start, MADV_DONTNEED) == 0;
+    count(&madvise_calls, 1);
+    if (done)
+      count(&released_bytes, end - start);
+  }
   errno = saved_errno;
   return done;
+}
+
+void os_note_mremap(size_t old_size, size_t new_size)
+{
+  count(&mremap_calls, 1);
+  count(&mapped_bytes, new_size - old_size);   /* modulo: may shrink */
+  if (new_size < old_size)
+    count(&released_bytes, old_size - new_size);
+}
+
+void os_stats(struct AO_malloc_stats *st)
+{
+  st->mapped += AO_GPL_STATIC_HEAP_SIZE + (size_t)AO_load(&mapped_bytes);
+  st->released_total += (size_t)AO_load(&released_bytes);
+  st->mmap_calls += (unsigned long)AO_load(&mmap_calls);
+  st->munmap_calls += (unsigned long)AO_load(&munmap_calls);
+  st->madvise_calls += (unsigned long)AO_load(&madvise_calls);
+  st->mremap_calls += (unsigned long)AO_load(&mremap_calls);
 }
 
 /* Raw system calls: gettid() needs glibc 2.30, and neither may be cached

@@ -4,6 +4,7 @@
 #include "size_class.h"
 #include "lf_stack.h"
 #include "track.h"
+#include "atomic_ops_malloc.h"   /* struct AO_malloc_stats */
 
 /*
  * Every block operation is one double-width CAS on the span's anchor
@@ -282,7 +283,7 @@ int span_put_block(struct span *d, void *block)
  * CAS is one on every target we build for). */
 struct span_view {
   struct page_run run;
-  unsigned kind, capacity;
+  unsigned kind, capacity, block_size;
 };
 
 TRACK_RACY_READER void span_view_read(const struct span *d,
@@ -295,6 +296,7 @@ TRACK_RACY_READER void span_view_read(const struct span *d,
   v->run.npages = vd->run.npages;
   v->kind = vd->kind;
   v->capacity = vd->capacity;
+  v->block_size = vd->block_size;
 }
 
 int span_try_retire(struct span *d)
@@ -360,6 +362,36 @@ void span_free_run(struct span *d)
   span_recycle(d);
 }
 
+
+/* A snapshot's view of one run (chunk_stats): the same racy read as
+ * span_try_retire's, judged without a CAS, since nothing is decided on
+ * it.  RETIRED descriptors are skipped: their pages may serve as anything
+ * since, descriptor pages included, whose page map still names them. */
+unsigned span_stats(struct span *d, const char *page,
+                    struct AO_malloc_stats *st)
+{
+  AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
+  struct span_view v;
+  size_t bytes, blocks, free_blocks;
+
+  span_view_read(d, &v);
+  if ((v1 & ANCHOR_RETIRED) || v.run.page_base != page
+      || v.run.npages == 0 || v.run.npages > MAX_RUN_PAGES)
+    return 0;
+  bytes = (size_t)v.run.npages << PAGE_SHIFT;
+  if (v.kind == SPAN_RUN) {
+    st->in_use += bytes;               /* the usable size is the run */
+    return v.run.npages;
+  }
+  blocks = (size_t)v.capacity * v.block_size;
+  free_blocks = COUNT(v1);
+  if (v.kind != SPAN_SMALL || blocks > bytes || free_blocks > v.capacity)
+    return 0;                          /* being set up right now */
+  st->in_use += (v.capacity - free_blocks) * (size_t)v.block_size;
+  st->span_free += free_blocks * v.block_size;
+  st->slack += bytes - blocks;
+  return v.run.npages;
+}
 
 int span_memory_can_grow(void)
 {

@@ -32,6 +32,8 @@
 #define os_thread_gone ao_gpl_os_thread_gone
 #define os_without_signals ao_gpl_os_without_signals
 #define os_pause ao_gpl_os_pause
+#define os_stats ao_gpl_os_stats
+#define os_note_mremap ao_gpl_os_note_mremap
 
 /* chunk_provider.c */
 #define chunk_alloc_pages ao_gpl_chunk_alloc_pages
@@ -39,6 +41,7 @@
 #define chunk_set_owner ao_gpl_chunk_set_owner
 #define chunk_trim ao_gpl_chunk_trim
 #define chunk_visit_runs ao_gpl_chunk_visit_runs
+#define chunk_stats ao_gpl_chunk_stats
 
 /* span.c */
 #define span_new_small ao_gpl_span_new_small
@@ -52,6 +55,7 @@
 #define span_descriptor_put ao_gpl_span_descriptor_put
 #define span_new_run ao_gpl_span_new_run
 #define span_free_run ao_gpl_span_free_run
+#define span_stats ao_gpl_span_stats
 
 /* central.c */
 #define central_alloc ao_gpl_central_alloc
@@ -69,6 +73,7 @@
 #define large_free_mapping ao_gpl_large_free_mapping
 #define large_trim ao_gpl_large_trim
 #define large_resize ao_gpl_large_resize
+#define large_stats ao_gpl_large_stats
 
 /* thread_cache.c */
 #define cache_alloc_slow ao_gpl_cache_alloc_slow
@@ -78,6 +83,10 @@
 #define cache_flush_bin ao_gpl_cache_flush_bin
 #define cache_flush_self ao_gpl_cache_flush_self
 #define cache_reclaim_dead ao_gpl_cache_reclaim_dead
+#define cache_stats ao_gpl_cache_stats
+
+/* malloc_stats.c */
+#define stats_foreign_free ao_gpl_stats_foreign_free
 
 /* checks.c (checks_* exist only in --enable-checks builds) */
 #define misuse_report ao_gpl_misuse_report
