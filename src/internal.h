@@ -376,9 +376,6 @@ struct AO_malloc_stats;
 /* os_memory.c: mapped (static heap + live mappings), system call counts,
  * released_total. */
 void os_stats(struct AO_malloc_stats *st);
-/* For a mremap(2) of one of our mappings from old_size to new_size bytes:
- * counts the call and keeps mapped exact. */
-void os_note_mremap(size_t old_size, size_t new_size);
 /* chunk_provider.c: free_pages, free_released, segment headers and every
  * in-use page that belongs to no live span (descriptor pages) in metadata;
  * each in-use run is handed to span_stats. */

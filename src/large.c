@@ -164,17 +164,20 @@ void *large_resize(struct large_header *h, size_t size)
   if (map_size <= h->map_size) {
     if (map_size < h->map_size) {
       os_unmap_tail((char *)h + map_size, h->map_size - map_size);
+      live_add(map_size - h->map_size, 0);
       h->map_size = map_size;
     }
     return (char *)h + offset;
   }
   if (os_grow_in_place(h, h->map_size, map_size)) {
+    live_add(map_size - h->map_size, 0);
     h->map_size = map_size;
     return (char *)h + offset;
   }
   q = os_move_grow(h, h->map_size, map_size);
   if (q == NULL)
     return NULL;
+  live_add(map_size - q->map_size, 0);   /* the header moved with the pages */
   q->base = (char *)q;
   q->map_size = map_size;
   return (char *)q + offset;

@@ -126,6 +126,9 @@ void os_unmap_tail(void *p, size_t size)
   int saved_errno = errno;
 
   munmap(p, size);
+  count(&munmap_calls, 1);
+  count(&mapped_bytes, -size);
+  count(&released_bytes, size);
   errno = saved_errno;
 }
 
@@ -136,6 +139,9 @@ int os_grow_in_place(void *p, size_t old_size, size_t new_size)
   int saved_errno = errno;
   int done = mremap(p, old_size, new_size, 0) != MAP_FAILED;
 
+  count(&mremap_calls, 1);
+  if (done)
+    count(&mapped_bytes, new_size - old_size);
   errno = saved_errno;
   return done;
 }
@@ -154,11 +160,14 @@ void *os_move_grow(void *p, size_t old_size, size_t new_size)
   if (q == NULL)
     return NULL;
   mapped_unit_set(p, 0);
+  count(&mremap_calls, 1);
   if (mremap(p, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED, q)
       == MAP_FAILED) {
     mapped_unit_set(p, 1);
     os_unmap(q, new_size);
     q = NULL;
+  } else {
+    count(&mapped_bytes, -old_size);   /* q's bytes were counted whole */
   }
   errno = saved_errno;
   return q;
@@ -185,14 +194,6 @@ int os_release(void *p, size_t size)
   }
   errno = saved_errno;
   return done;
-}
-
-void os_note_mremap(size_t old_size, size_t new_size)
-{
-  count(&mremap_calls, 1);
-  count(&mapped_bytes, new_size - old_size);   /* modulo: may shrink */
-  if (new_size < old_size)
-    count(&released_bytes, old_size - new_size);
 }
 
 void os_stats(struct AO_malloc_stats *st)

@@ -33,7 +33,6 @@
 #define os_without_signals ao_gpl_os_without_signals
 #define os_pause ao_gpl_os_pause
 #define os_stats ao_gpl_os_stats
-#define os_note_mremap ao_gpl_os_note_mremap
 
 /* chunk_provider.c */
 #define chunk_alloc_pages ao_gpl_chunk_alloc_pages
