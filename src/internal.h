@@ -324,6 +324,16 @@ void large_free_mapping(struct large_header *h);
 /* Unmap the cached large mappings; 1 if any. */
 int large_trim(void);
 
+/* ---- atomic_ops_malloc.c / malloc_replace.c: pointers not from us. ---- */
+/* Frees ignored because the pointer was never ours (libaomalloc only; 0
+ * in libatomic_ops_gpl, which reports them as misuse): for the stats. */
+extern volatile AO_t ao_gpl_foreign_frees;
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+/* 1 if p lies outside every byte the allocator manages (another
+ * allocator's block, the loader's early heap...); malloc_replace.c. */
+int replace_is_foreign(const void *p);
+#endif
+
 /* ---- checks.c: misuse of AO_free. ---- */
 /* Write "atomic_ops_gpl: fn(p): what" to fd 2 with write(2), then abort. */
 AO_GPL_NORETURN void misuse_report(const char *fn, const void *p,

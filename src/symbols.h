@@ -72,6 +72,9 @@
 #define cache_flush_self ao_gpl_cache_flush_self
 #define cache_reclaim_dead ao_gpl_cache_reclaim_dead
 
+/* malloc_replace.c (libaomalloc only) */
+#define replace_is_foreign ao_gpl_replace_is_foreign
+
 /* checks.c (checks_* exist only in --enable-checks builds) */
 #define misuse_report ao_gpl_misuse_report
 #define checks_allocated ao_gpl_checks_allocated
