@@ -9,6 +9,7 @@
 void AO_malloc_stats(struct AO_malloc_stats *st)
 {
   memset(st, 0, sizeof(*st));
+  st->foreign_frees = (unsigned long)AO_load(&ao_gpl_foreign_frees);
 }
 
 int AO_malloc_stats_print(int fd)
