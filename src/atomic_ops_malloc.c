@@ -75,6 +75,17 @@ static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
   struct large_header *large = NULL;
   struct span *d;
 
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+  /* As a process's malloc, free() also gets what it never handed out:
+   * blocks of the dynamic loader's early allocator, of an allocator that
+   * ran before us...  Those are ignored (and counted), as mature
+   * replacements do; a pointer into our own memory that is no block start
+   * is still a misuse, reported below. */
+  if (c >= NUM_SIZE_CLASSES && replace_is_foreign(p)) {
+    stats_foreign_free();
+    return;
+  }
+#endif
   if (c == PAGE_CLASS_FOREIGN)
     misuse_report("AO_free", p, ((uintptr_t)p & (ALIGNMENT - 1))
         ? "misaligned pointer: not a block returned by AO_malloc"
@@ -120,6 +131,18 @@ void AO_free(void *p)
   }
   free_slow(p, c);
 }
+
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+/* libaomalloc: malloc and free are AO_malloc and AO_free themselves (one
+ * symbol, two names), so they cost no extra call.  glibc's semantics
+ * already hold: malloc(0) is a unique block, a failure sets ENOMEM, free
+ * keeps errno and ignores NULL.  The rest is in malloc_replace.c. */
+#define REPLACE_ALIAS(target) \
+  __attribute__((__alias__(#target), __visibility__("default")))
+extern __typeof(AO_malloc) malloc REPLACE_ALIAS(AO_malloc)
+    AO_ATTR_MALLOC AO_ATTR_ALLOC_SIZE(1);
+extern __typeof(AO_free) free REPLACE_ALIAS(AO_free);
+#endif
 
 void AO_malloc_enable_mmap(void)
 {

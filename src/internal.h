@@ -350,6 +350,13 @@ int large_trim(void);
  * large_alloc. */
 void *malloc_large(size_t sz, size_t align, unsigned *zero);
 
+/* ---- malloc_replace.c: pointers not from us. ---- */
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+/* 1 if p lies outside every byte the allocator manages (another
+ * allocator's block, the loader's early heap...); malloc_replace.c. */
+int replace_is_foreign(const void *p);
+#endif
+
 /* ---- checks.c: misuse of AO_free. ---- */
 /* Write "atomic_ops_gpl: fn(p): what" to fd 2 with write(2), then abort. */
 AO_GPL_NORETURN void misuse_report(const char *fn, const void *p,

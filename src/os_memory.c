@@ -41,8 +41,16 @@ static void mapped_unit_set(const void *p, int on)
   while (!AO_compare_and_swap_full(w, old, on ? old | bit : old & ~bit));
 }
 
-/* Set once by AO_malloc_enable_mmap(); until then no mmap call is made. */
+/* Set once by AO_malloc_enable_mmap(); until then no mmap call is made.
+ * The malloc replacement (libaomalloc) starts with it set, by a static
+ * initializer: a process's heap outgrows any static heap, and its first
+ * calls (inside the dynamic loader, before any constructor) must not
+ * depend on an initialisation step. */
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+static volatile AO_t mmap_enabled = 1;
+#else
 static volatile AO_t mmap_enabled;
+#endif
 
 void os_enable_mmap(void)
 {

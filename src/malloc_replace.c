@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/* libaomalloc: the C library's malloc API (calloc, realloc, memalign, mallinfo...) on top of AO_malloc. */
+/*
+ * Built only into libaomalloc (-DAO_GPL_MALLOC_REPLACEMENT), which links
+ * the allocator's own sources, not libatomic_ops_gpl: one heap for malloc,
+ * AO_malloc and their families.  malloc and free are aliases of AO_malloc
+ * and AO_free (atomic_ops_malloc.c); everything else is here, as thin
+ * wrappers.  The library is linked with -Bsymbolic-functions, so the calls
+ * below into AO_* are direct calls, not PLT calls.
+ *
+ * Which names: glibc's manual ("Replacing malloc") requires malloc, free,
+ * calloc and realloc together, and a general-purpose replacement adds
+ * aligned_alloc, malloc_usable_size, memalign, posix_memalign, pvalloc,
+ * valloc and the obsolete cfree.  reallocarray must be replaced too: the
+ * C library's own calls its internal realloc, which would get our blocks.
+ * The __libc_* names are glibc's exported aliases, which some programs and
+ * tools call directly.  mallopt, mallinfo, mallinfo2, malloc_stats,
+ * malloc_info and malloc_trim would otherwise report glibc's unused heap.
+ * free_sized and free_aligned_sized (C23) just free.
+ *
+ * glibc semantics kept where programs rely on them, where AO_* differs:
+ *  - realloc(p, 0) with p != NULL frees p and returns NULL (AO_realloc
+ *    returns a minimal block instead: NULL always means failure there);
+ *  - memalign and aligned_alloc round an alignment that is not a power of
+ *    two up to the next one (AO_aligned_alloc says EINVAL), and take
+ *    alignments up to 16 as plain malloc;
+ *  - valloc and pvalloc use the OS page size from the auxiliary vector.
+ *
+ * Pointers that never came from us (outside the static heap and all our
+ * mappings: the dynamic loader's early heap, another allocator's blocks):
+ * free ignores and counts them (AO_malloc_stats foreign_frees);
+ * realloc fails with ENOMEM leaving them alone (their size is unknown, so
+ * nothing can be copied safely); malloc_usable_size says 0.
+ */
+#include "internal.h"
+#include "atomic_ops_malloc.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+
+#define REPLACE_API __attribute__((__visibility__("default")))
+
+/* Not declared by every C library version; defined here all the same. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t alignment, size_t size);
+void cfree(void *p);
+void *__libc_malloc(size_t size);
+void __libc_free(void *p);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void *__libc_memalign(size_t alignment, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
+
+/*
+ * A pointer is ours when it lies in the static heap, in a segment (wholly
+ * ours), or inside a direct large mapping; the rest of a large mapping's
+ * SEGMENT_SIZE unit may hold anybody's memory.  A large mapping being
+ * unmapped by another thread at this very moment could be read after its
+ * unmapping only for a pointer in that tail (not ours, and racing with its
+ * neighbour's free): the large cache makes such unmaps rare.
+ */
+int replace_is_foreign(const void *p)
+{
+  uintptr_t a = (uintptr_t)p;
+  const struct large_header *h;
+
+  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
+    return 0;
+  if (!os_unit_is_mapped(p))
+    return 1;
+  h = (const struct large_header *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
+  return h->kind == REGION_LARGE && a - (uintptr_t)h >= h->map_size;
+}
+
+static size_t os_page_size(void)
+{
+  size_t page = (size_t)getauxval(AT_PAGESZ);
+
+  return page != 0 && (page & (page - 1)) == 0 ? page : 4096;
+}
+
+REPLACE_API void *calloc(size_t n, size_t size)
+{
+  return AO_calloc(n, size);
+}
+
+REPLACE_API void *realloc(void *p, size_t size)
+{
+  if (p == NULL)
+    return AO_malloc(size);
+  if (size == 0) {
+    AO_free(p);
+    return NULL;
+  }
+  if (AO_GPL_UNLIKELY(replace_is_foreign(p))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return AO_realloc(p, size);
+}
+
+REPLACE_API void *reallocarray(void *p, size_t n, size_t size)
+{
+  size_t total;
+
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(p, total);
+}
+
+/* glibc's memalign: up to 16 is malloc's own alignment; above half the
+ * address space, EINVAL; otherwise rounded up to a power of two. */
+static void *align_alloc(size_t alignment, size_t size)
+{
+  if (alignment <= ALIGNMENT)
+    return AO_malloc(size);
+  if (alignment > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (alignment & (alignment - 1))
+    alignment = (size_t)1 << (8 * sizeof(unsigned long)
+                              - (unsigned)__builtin_clzl((unsigned long)alignment));
+  return AO_aligned_alloc(alignment, size);
+}
+
+REPLACE_API void *memalign(size_t alignment, size_t size)
+{
+  return align_alloc(alignment, size);
+}
+
+REPLACE_API void *aligned_alloc(size_t alignment, size_t size)
+{
+  return align_alloc(alignment, size);
+}
+
+REPLACE_API int posix_memalign(void **res, size_t alignment, size_t size)
+{
+  return AO_posix_memalign(res, alignment, size);
+}
+
+REPLACE_API void *valloc(size_t size)
+{
+  return align_alloc(os_page_size(), size);
+}
+
+/* The size rounded up to whole pages; 0 gives one page. */
+REPLACE_API void *pvalloc(size_t size)
+{
+  size_t page = os_page_size();
+
+  if (size > SIZE_MAX - page) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size = size == 0 ? page : (size + page - 1) & ~(page - 1);
+  return align_alloc(page, size);
+}
+
+REPLACE_API size_t malloc_usable_size(void *p)
+{
+  if (p == NULL || replace_is_foreign(p))
+    return 0;
+  return AO_malloc_usable_size(p);
+}
+
+REPLACE_API int malloc_trim(size_t pad)
+{
+  (void)pad;
+  return AO_malloc_trim();
+}
+
+/* Every tunable is accepted and ignored: the allocator has none, and a
+ * 0 (failure) makes some programs complain or give up. */
+REPLACE_API int mallopt(int param, int value)
+{
+  (void)param;
+  (void)value;
+  return 1;
+}
+
+REPLACE_API struct mallinfo2 mallinfo2(void)
+{
+  struct AO_malloc_stats st;
+  struct mallinfo2 mi;
+
+  AO_malloc_stats(&st);
+  memset(&mi, 0, sizeof(mi));
+  mi.arena = st.mapped;
+  mi.hblkhd = st.large_cached;
+  mi.uordblks = st.in_use;
+  mi.fordblks = st.thread_cached + st.span_free + st.free_pages;
+  mi.fsmblks = st.thread_cached + st.span_free;
+  mi.keepcost = st.free_pages - st.free_released;
+  return mi;
+}
+
+/* The int fields wrap as glibc's do beyond 2 GiB (why mallinfo2 exists). */
+REPLACE_API struct mallinfo mallinfo(void)
+{
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi;
+
+  memset(&mi, 0, sizeof(mi));
+  mi.arena = (int)m2.arena;
+  mi.hblkhd = (int)m2.hblkhd;
+  mi.uordblks = (int)m2.uordblks;
+  mi.fordblks = (int)m2.fordblks;
+  mi.fsmblks = (int)m2.fsmblks;
+  mi.keepcost = (int)m2.keepcost;
+  return mi;
+}
+
+/* glibc prints to stderr; so do we, with write(2). */
+REPLACE_API void malloc_stats(void)
+{
+  (void)AO_malloc_stats_print(2);
+}
+
+static size_t put_text(char *buf, size_t at, size_t cap, const char *s)
+{
+  while (*s != '\0' && at < cap)
+    buf[at++] = *s++;
+  return at;
+}
+
+static size_t put_size(char *buf, size_t at, size_t cap, size_t v)
+{
+  char digits[3 * sizeof(size_t)];
+  int n = 0;
+
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  while (n > 0 && at < cap)
+    buf[at++] = digits[--n];
+  return at;
+}
+
+static size_t put_field(char *buf, size_t at, size_t cap, const char *tag,
+                        const char *type, size_t v)
+{
+  at = put_text(buf, at, cap, "<");
+  at = put_text(buf, at, cap, tag);
+  at = put_text(buf, at, cap, " type=\"");
+  at = put_text(buf, at, cap, type);
+  at = put_text(buf, at, cap, "\" size=\"");
+  at = put_size(buf, at, cap, v);
+  return put_text(buf, at, cap, "\"/>\n");
+}
+
+/* glibc's XML shape, reduced to the figures this heap has.  The stream
+ * is the caller's: written with fwrite, outside every signal path. */
+REPLACE_API int malloc_info(int options, FILE *fp)
+{
+  struct AO_malloc_stats st;
+  char buf[512];
+  size_t n = 0, cap = sizeof(buf);
+
+  if (options != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  AO_malloc_stats(&st);
+  n = put_text(buf, n, cap, "<malloc version=\"aomalloc-1\">\n");
+  n = put_field(buf, n, cap, "total", "in_use", st.in_use);
+  n = put_field(buf, n, cap, "total", "free",
+                st.thread_cached + st.span_free + st.free_pages);
+  n = put_field(buf, n, cap, "total", "mmap", st.large_cached);
+  n = put_field(buf, n, cap, "system", "current", st.mapped);
+  n = put_field(buf, n, cap, "aspace", "total", st.mapped);
+  n = put_text(buf, n, cap, "</malloc>\n");
+  return fwrite(buf, 1, n, fp) == n ? 0 : -1;
+}
+
+REPLACE_API void free_sized(void *p, size_t size)
+{
+  (void)size;
+  AO_free(p);
+}
+
+REPLACE_API void free_aligned_sized(void *p, size_t alignment, size_t size)
+{
+  (void)alignment;
+  (void)size;
+  AO_free(p);
+}
+
+REPLACE_API void cfree(void *p)
+{
+  AO_free(p);
+}
+
+REPLACE_API void *__libc_malloc(size_t size)
+{
+  return AO_malloc(size);
+}
+
+REPLACE_API void __libc_free(void *p)
+{
+  AO_free(p);
+}
+
+REPLACE_API void *__libc_calloc(size_t n, size_t size)
+{
+  return AO_calloc(n, size);
+}
+
+REPLACE_API void *__libc_realloc(void *p, size_t size)
+{
+  return realloc(p, size);
+}
+
+REPLACE_API void *__libc_memalign(size_t alignment, size_t size)
+{
+  return align_alloc(alignment, size);
+}
+
+REPLACE_API void *__libc_valloc(size_t size)
+{
+  return valloc(size);
+}
+
+REPLACE_API void *__libc_pvalloc(size_t size)
+{
+  return pvalloc(size);
+}

@@ -1,0 +1,122 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# libaomalloc exports exactly the malloc names and the AO_* malloc API, and imports nothing that breaks async-signal safety.
+#
+# Checks on $(top_builddir)/.libs/libaomalloc.so (exit 77 when it was not
+# built, e.g. --disable-shared):
+#  - nm -D --defined-only lists exactly $expected below (no AO_stack_*:
+#    AO_stack stays in libatomic_ops_gpl);
+#  - imports: no out-of-line atomics, no locks or thread-specific data but
+#    pthread_key_create/pthread_setspecific (see check_exports.sh), no
+#    __tls_get_addr, no stdio but fwrite (malloc_info writes to the caller's
+#    stream, outside every signal path); the malloc family cannot be
+#    imported since the library defines it (checked all the same);
+#  - SONAME libaomalloc.so.1, no NEEDED libatomic_ops_gpl, BIND_NOW (no
+#    lazy resolver on a first call from a handler) and NODELETE.
+set -u
+
+me=check_exports_aomalloc
+top=${top_builddir:-..}
+lib=$top/.libs/libaomalloc.so
+
+if [ ! -f "$lib" ]; then
+  echo "$me: SKIP: $lib not built" >&2
+  exit 77
+fi
+for tool in nm readelf; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "$me: SKIP: $tool not found" >&2
+    exit 77
+  fi
+done
+
+status=0
+fail() {
+  echo "$me: FAIL: $*" >&2
+  status=1
+}
+
+expected=$(LC_ALL=C sort <<'EOF_LIST'
+AO_aligned_alloc
+AO_calloc
+AO_free
+AO_malloc
+AO_malloc_enable_mmap
+AO_malloc_stats
+AO_malloc_stats_print
+AO_malloc_trim
+AO_malloc_usable_size
+AO_posix_memalign
+AO_realloc
+__libc_calloc
+__libc_free
+__libc_malloc
+__libc_memalign
+__libc_pvalloc
+__libc_realloc
+__libc_valloc
+aligned_alloc
+calloc
+cfree
+free
+free_aligned_sized
+free_sized
+mallinfo
+mallinfo2
+malloc
+malloc_info
+malloc_stats
+malloc_trim
+malloc_usable_size
+mallopt
+memalign
+posix_memalign
+pvalloc
+realloc
+reallocarray
+valloc
+EOF_LIST
+)
+
+defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
+          | sed 's/@.*//' | LC_ALL=C sort -u)
+if [ "$defined" != "$expected" ]; then
+  missing=$(printf '%s\n' "$expected" | while read -r s; do
+              printf '%s\n' "$defined" | grep -qx "$s" || printf ' %s' "$s"
+            done)
+  extra=$(printf '%s\n' "$defined" | while read -r s; do
+            printf '%s\n' "$expected" | grep -qx "$s" || printf ' %s' "$s"
+          done)
+  fail "exported symbols differ; missing:${missing:- none}; extra:${extra:- none}"
+fi
+
+undefined=$(nm -D --undefined-only "$lib" | awk '{ print $NF }' \
+            | sed 's/@.*//' | LC_ALL=C sort -u)
+check_forbidden() {
+  bad=$(printf '%s\n' "$undefined" | grep -E "$1" | tr '\n' ' ')
+  if [ -n "$bad" ]; then
+    fail "imports $bad- $2"
+  fi
+}
+check_forbidden '^__(atomic|sync)_' 'out-of-line atomics (libatomic) may take locks'
+check_forbidden '^pthread_(mutex|spin|rwlock|cond|once|barrier|key_delete|getspecific)|^sem_|^mtx_|^cnd_|^call_once$|^tss_' \
+  'locks or thread-specific data are neither lock-free nor async-signal-safe'
+check_forbidden '^(__libc_)?(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc)$' \
+  'the malloc family must be our own'
+check_forbidden '^(.*printf(_chk)?|puts|fputs|fputc|putc|putchar|fread|fflush|fopen|fopen64|fdopen|fclose|perror|setvbuf|stdin|stdout|stderr|_IO_.*)$' \
+  'stdio is not async-signal-safe (only malloc_info may fwrite)'
+check_forbidden '^__tls_get_addr$' 'general-dynamic TLS: glibc may malloc in it'
+
+dyn=$(readelf -d "$lib")
+soname=$(printf '%s\n' "$dyn" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+[ "$soname" = libaomalloc.so.1 ] || fail "SONAME is '$soname', expected libaomalloc.so.1"
+if printf '%s\n' "$dyn" | grep -q 'NEEDED.*libatomic_ops_gpl'; then
+  fail "depends on libatomic_ops_gpl (it must carry its own heap)"
+fi
+printf '%s\n' "$dyn" | grep -q 'FLAGS.*NOW' || fail "not linked with -z now"
+printf '%s\n' "$dyn" | grep -q 'FLAGS_1.*NODELETE' || fail "not linked with -z nodelete"
+
+if [ "$status" -eq 0 ]; then
+  echo "$me: ok: exports the malloc names and AO_* malloc API ($(printf '%s\n' "$defined" | wc -l) symbols); imports:" $undefined >&2
+fi
+exit $status
