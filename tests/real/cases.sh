@@ -4,6 +4,7 @@
 #
 # Usage: bash cases.sh CASE INPUTS
 #   CASE    python | sqlite | git | perl | sort | xz | tar | bash | gccmake
+#           (gccreport: the report part of gccmake, in a build tree)
 #   INPUTS  directory prepared once by the caller (never under the
 #           preload): sort.txt (the sort and xz input), src/ (a copy of the
 #           project's tracked files, configure included), repo.git (a bare
@@ -58,7 +59,7 @@ xz)
   xz -T2 -6 --block-size=1MiB -c "$in/sort.txt" > sort.txt.xz
   sha256sum < sort.txt.xz
   xz -T2 -d -c sort.txt.xz | sha256sum
-  xz -T2 -9e --block-size=512KiB -c "$in/sort.txt" | xz -T2 -d -c | cmp - "$in/sort.txt"
+  xz -T2 -2e --block-size=512KiB -c "$in/sort.txt" | xz -T2 -d -c | cmp - "$in/sort.txt"
   xz -l sort.txt.xz | tail -n 1 | tr -s ' '
   ;;
 tar)
@@ -77,11 +78,16 @@ bash)
   ;;
 gccmake)
   # This project, configured and built by programs all running on the
-  # preload (make, sh, gcc, cc1, as, ld, libtool, sed, awk ...).  Prints
-  # what the build produced: the libraries' dynamic symbols and the output
-  # of a program and a test built there.
+  # preload (make, sh, gcc, cc1, as, ld, libtool, sed, awk ...), then the
+  # report below.  The caller compares it with the report of its own
+  # plain build of the same sources (case gccreport).
   "$in/src/configure" -q >configure.out 2>&1 || { cat configure.out; exit 1; }
   make -j2 >make.out 2>&1 || { tail -n 40 make.out; exit 1; }
+  bash "$here/cases.sh" gccreport "$in"
+  ;;
+gccreport)
+  # Run in a build tree: what the build produced, the libraries' dynamic
+  # symbols and the verdicts of a test and of the demonstration built there.
   for lib in .libs/*.so; do
     echo "== $lib"
     nm -D --defined-only "$lib" | awk '{ print $2, $3 }' | sort
