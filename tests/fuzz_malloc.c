@@ -98,6 +98,35 @@
 #include <time.h>
 #include <unistd.h>
 
+/* -DFUZZ_USE_MALLOC: the same programs through malloc/calloc/realloc/free,
+ * for an allocator preloaded with LD_PRELOAD (.ci/real_programs.sh): odd
+ * sizes come from calloc (checked zeroed), REPLACE is a realloc, TRIM is
+ * malloc_trim(0), MMAP does nothing and NULL is an error from the start
+ * (except for ABSURD sizes). */
+#ifdef FUZZ_USE_MALLOC
+# include <malloc.h>
+# define AO_malloc(n) ((n) % 2 == 1 ? fz_calloc(n) : malloc(n))
+# define AO_free(p) free(p)
+# define AO_malloc_enable_mmap() ((void)0)
+# define AO_malloc_trim() ((void)malloc_trim(0))
+static void fz_sfail(const char *msg);
+static void *fz_calloc(size_t n)
+{
+  unsigned char *p = calloc(1, n);
+  size_t i;
+  for (i = 0; p != NULL && i < n; i++)
+    if (p[i] != 0)
+      fz_sfail("calloc gave a block that is not zeroed");
+  return p;
+}
+# define FZ_MMAP_INITIAL 1
+/* malloc(n) need not be more aligned than an object of n bytes needs. */
+# define FZ_ALIGN_FOR(n) ((n) >= 16 ? 16 : 8)
+#else
+# define FZ_MMAP_INITIAL 0
+# define FZ_ALIGN_FOR(n) FZ_ALIGN
+#endif
+
 #define FZ_SLOTS 256
 #define FZ_NODES 64
 #define FZ_HANDLER_BLOCKS 8
@@ -122,7 +151,7 @@ static struct fz_block nodes[FZ_NODES];   /* AO_stack shadow, bottom first */
 static unsigned depth;
 static size_t live_bytes;
 static AO_stack_t stack = AO_STACK_INITIALIZER;
-static int mmap_on;          /* process-wide: AO_malloc_enable_mmap is one-way */
+static int mmap_on = FZ_MMAP_INITIAL; /* process-wide: AO_malloc_enable_mmap is one-way */
 static uint64_t seed_counter;
 
 /* ---- reports ------------------------------------------------------------- */
@@ -289,9 +318,9 @@ static void fz_accept(unsigned char *p, size_t n, uint64_t seed,
 {
   const struct fz_block *o;
 
-  if ((uintptr_t)p % FZ_ALIGN != 0)
+  if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0)
     fz_fail("%s: AO_malloc(%zu) = %p is not %d-byte aligned", what, n,
-            (void *)p, FZ_ALIGN);
+            (void *)p, FZ_ALIGN_FOR(n));
   o = fz_find_overlap(p, n, NULL, 0);
   if (o != NULL)
     fz_fail("%s: AO_malloc(%zu) = %p overlaps the live block %p of %zu bytes",
@@ -360,12 +389,37 @@ static void fz_replace_slot(unsigned k, size_t n)
   if (live_bytes + n > FZ_LIVE_CAP)
     return;
   fz_check(b, 0, "replace (old block)");
+#ifdef FUZZ_USE_MALLOC
+  if (n > 0) {   /* realloc(p, 0) may free p and return NULL */
+    unsigned char *old = b->p;
+    b->p = NULL;   /* the new block may overlap the old one only */
+    p = realloc(old, n);
+    if (p == NULL) {
+      b->p = old;
+      fz_null(n, "realloc");
+      return;
+    }
+    if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0 || fz_find_overlap(p, n, NULL, 0) != NULL)
+      fz_accept(p, n, 0, "realloc");   /* reports */
+    keep = n < b->size ? n : b->size;
+    live_bytes -= b->size;
+    if (fz_mismatch(p, keep, b->seed) != keep)
+      fz_fail("realloc: the first %zu bytes changed", keep);
+    seed = fz_new_seed();
+    fz_fill(p, n, seed);
+    b->p = p;
+    b->size = n;
+    b->seed = seed;
+    live_bytes += n;
+    return;
+  }
+#endif
   p = AO_malloc(n);
   if (p == NULL) {
     fz_null(n, "replace");
     return;
   }
-  if ((uintptr_t)p % FZ_ALIGN != 0 || fz_find_overlap(p, n, NULL, 0) != NULL)
+  if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0 || fz_find_overlap(p, n, NULL, 0) != NULL)
     fz_accept(p, n, 0, "replace");   /* reports */
   keep = n < b->size ? n : b->size;
   memcpy(p, b->p, keep);
@@ -462,7 +516,7 @@ static unsigned char *fz_salloc(size_t n, uint64_t *seed)
       fz_sfail("AO_malloc returned NULL with mmap enabled");
     return NULL;
   }
-  if ((uintptr_t)p % FZ_ALIGN != 0)
+  if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0)
     fz_sfail("AO_malloc gave a block that is not 16-byte aligned");
   if (fz_find_overlap(p, n, sig_blocks, sig_nblocks) != NULL)
     fz_sfail("AO_malloc gave a block overlapping a live block");

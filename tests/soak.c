@@ -33,6 +33,24 @@
 #include "atomic_ops_malloc.h"
 #include "atomic_ops_stack.h"
 
+/* -DSOAK_USE_MALLOC: the same run through malloc/calloc/realloc/free, for
+ * an allocator preloaded with LD_PRELOAD (.ci/real_programs.sh).  The
+ * handlers then call malloc: only an async-signal-safe malloc survives. */
+#ifdef SOAK_USE_MALLOC
+# define AO_malloc(n) ((n) % 4 == 0 ? soak_calloc(n) : malloc(n))
+# define AO_free(p) free(p)
+# define AO_malloc_enable_mmap() ((void)0)
+static void *soak_calloc(size_t n)
+{
+  unsigned char *p = calloc(1, n);
+  size_t i;
+  for (i = 0; p != NULL && i < n && i < 256; i++)
+    if (p[i] != 0)
+      tu_sfail("calloc gave a block that is not zeroed");
+  return p;
+}
+#endif
+
 #ifndef sigev_notify_thread_id
 # define sigev_notify_thread_id _sigev_un._tid
 #endif
@@ -120,6 +138,32 @@ static void blk_free(struct tstate *ts, struct hdr *h)
     atomic_fetch_sub_explicit(&ts->live, (long)h->size, memory_order_relaxed);
   AO_free(h);
 }
+
+#ifdef SOAK_USE_MALLOC
+/* realloc keeps the header and the pattern's prefix; a new pattern follows. */
+static struct hdr *blk_resize(struct tstate *ts, struct hdr *h, size_t size)
+{
+  size_t old = h->size;
+  uint64_t tag = h->tag;
+  if (!pattern_ok(h))
+    tu_sfail("a block was overwritten while it was live");
+  if (size < sizeof(*h))
+    size = sizeof(*h);
+  h = realloc(h, size);
+  if (h == NULL)
+    tu_sfail("realloc returned NULL");
+  if ((uintptr_t)h % TU_ALIGN != 0)
+    tu_sfail("realloc returned a misaligned block");
+  if (h->size != old || h->tag != tag)
+    tu_sfail("realloc lost the start of the block");
+  h->size = size;
+  h->tag = tu_rand(&ts->rng);
+  pattern_fill(h);
+  atomic_fetch_add_explicit(&ts->live, (long)size - (long)old,
+                            memory_order_relaxed);
+  return h;
+}
+#endif
 
 static void handoff_push(struct hdr *h)
 {
@@ -234,6 +278,11 @@ static void *worker(void *arg)
       if (h == NULL) {
         ts->slot[k] = blk_new(ts, &ts->rng, mixed_size(&ts->rng));
         ops++;
+#ifdef SOAK_USE_MALLOC
+      } else if (r >= 60) {
+        ts->slot[k] = blk_resize(ts, h, mixed_size(&ts->rng));
+        ops++;
+#endif
       } else if (k >= LONG_SLOTS || tu_below(&ts->rng, 64) == 0) {
         ts->slot[k] = NULL;
         if (r < 24)
