@@ -298,7 +298,7 @@ static int word_trim_window(void *arg)
   struct region *r = job->r;
   unsigned w = job->w;
   volatile AO_t *word = &r->bitmap[w], *dirty = &r->dirty[w];
-  AO_t v, claim, d;
+  AO_t v, claim, d, cleaned = 0;
   unsigned pos = 0;
   int released = 0;
 
@@ -311,8 +311,11 @@ static int word_trim_window(void *arg)
       return 0;
     }
   } while (!AO_compare_and_swap_full(word, v, v | claim));
+  /* Only pages wholly inside what the OS really dropped become clean:
+   * run_is_zero trusts a clear dirty bit. */
   while (pos < BITMAP_BITS) {
-    unsigned end;
+    struct os_range z;
+    unsigned end, k;
 
     if (!((claim >> pos) & 1)) {
       pos++;
@@ -322,12 +325,19 @@ static int word_trim_window(void *arg)
       ;
     released |= os_release(r->base + ((size_t)(w * BITMAP_BITS + pos)
                                       << PAGE_SHIFT),
-                           (size_t)(end - pos) << PAGE_SHIFT);
+                           (size_t)(end - pos) << PAGE_SHIFT, &z);
+    for (k = pos; k < end; k++) {
+      uintptr_t a = (uintptr_t)r->base
+                    + ((uintptr_t)(w * BITMAP_BITS + k) << PAGE_SHIFT);
+
+      if (a >= z.start && a + PAGE_SIZE <= z.end)
+        cleaned |= (AO_t)1 << k;
+    }
     pos = end;
   }
   do
     d = AO_load(dirty);
-  while (!AO_compare_and_swap_full(dirty, d, d & ~claim));
+  while (!AO_compare_and_swap_full(dirty, d, d & ~cleaned));
   do
     v = AO_load(word);
   while (!AO_compare_and_swap_full(word, v, v & ~claim));
@@ -379,7 +389,7 @@ static int owner_page_trim_window(void *arg)
   }
   if (claimed == WORDS_PER_OWNER_PAGE)
     released = os_release((void *)&s->owner[job->w * OWNERS_PER_PAGE],
-                          PAGE_SIZE);
+                          PAGE_SIZE, NULL);
   for (w = first; w < first + claimed; w++)
     AO_store_release(&s->bitmap[w], meta_bits(w));
   AO_nop_full();

@@ -104,9 +104,14 @@ int os_grow_in_place(void *p, size_t old_size, size_t new_size);
 /* Move the SEGMENT_SIZE-aligned mapping p to a new aligned mapping of
  * new_size bytes (mapped-units bits kept right), or NULL, p untouched. */
 void *os_move_grow(void *p, size_t old_size, size_t new_size);
+/* A range of addresses [start, end); empty when start == end. */
+struct os_range {
+  uintptr_t start, end;
+};
 /* Drop the physical memory of [p, p + size) (whole OS pages inside it);
- * the range stays mapped and reads back as zeros.  1 if anything went. */
-int os_release(void *p, size_t size);
+ * the range stays mapped.  1 if anything went; *dropped (unless NULL) is
+ * then the range that now reads back as zeros, else empty. */
+int os_release(void *p, size_t size, struct os_range *dropped);
 /* Thread identities for the cache registry (thread_cache.c); errno kept. */
 long os_getpid(void);
 long os_gettid(void);

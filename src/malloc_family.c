@@ -54,6 +54,19 @@ static int block_find(const void *p, const char *fn, struct block *b)
   b->large = NULL;
   if (AO_GPL_LIKELY(b->c < NUM_SIZE_CLASSES)) {
     b->usable = class_size(b->c);
+#ifdef AO_GPL_CHECKS
+    /* As AO_free: only the checking build pays for the span lookup that
+     * tells a block start from a pointer inside a small block. */
+    d = span_of(p, &b->large);
+    if (d == NULL || d->kind != SPAN_SMALL
+        || ((size_t)((const char *)p - d->run.page_base)) % d->block_size) {
+      if (fn != NULL)
+        misuse_report(fn, p, "not the start of a block returned by "
+                             "AO_malloc (inside a small block)");
+      return 0;
+    }
+    b->large = NULL;
+#endif
     return 1;
   }
   if (b->c == PAGE_CLASS_FOREIGN) {

@@ -182,8 +182,11 @@ void *os_move_grow(void *p, size_t old_size, size_t new_size)
 }
 
 /* getauxval only reads the auxiliary vector saved at start-up: no lock,
- * no allocation, so it is fine on a signal path. */
-int os_release(void *p, size_t size)
+ * no allocation, so it is fine on a signal path.  Only whole OS pages are
+ * dropped (an OS page may be 16 or 64 KiB), and madvise may fail (EINVAL
+ * on mlock'ed pages, a seccomp filter): *dropped tells the caller exactly
+ * which bytes now read as zeros, so that nothing else is believed zero. */
+int os_release(void *p, size_t size, struct os_range *dropped)
 {
   int saved_errno = errno;
   uintptr_t page = (uintptr_t)getauxval(AT_PAGESZ);
@@ -199,6 +202,10 @@ int os_release(void *p, size_t size)
     count(&madvise_calls, 1);
     if (done)
       count(&released_bytes, end - start);
+  }
+  if (dropped != NULL) {
+    dropped->start = done ? start : 0;
+    dropped->end = done ? end : 0;
   }
   errno = saved_errno;
   return done;
