@@ -68,7 +68,7 @@ if ! (cd "$build" && export LD_DEBUG=libs LD_DEBUG_OUTPUT="$build/ld-build/ld" \
   fail "the build failed"
   finish
 fi
-plain_build=$(echo "$(date +%s.%N) - $t0" | bc | sed 's/\(\.[0-9][0-9]\).*/\1/')
+plain_build=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 lib=${AOMALLOC_LIB:-$build/.libs/libaomalloc.so}
 case $lib in /*) ;; *) lib=$here/$lib ;; esac
 if [ ! -f "$lib" ]; then
@@ -98,7 +98,7 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
     || rm -rf "$in/repo.git"
 fi
 
-secs() { echo "$(date +%s.%N) - $1" | bc | sed 's/^\./0./; s/\(\.[0-9][0-9]\).*/\1/'; }
+secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 
 # check_preload LOGPREFIX: every process logged by LD_DEBUG=libs ran the
 # preload's initialiser.  Prints the number of processes.
