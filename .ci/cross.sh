@@ -268,7 +268,7 @@ cross_suite i686-linux-gnu i386 qemu-i386
 alf=$top/_build-alf
 alf_tests='test_stack_single test_stack_threads test_stack_aba test_compat_76
   test_compat_76_identifiers test_compat_78 test_compat_78_nocx16
-  test_upstream_abi test_upstream_abi_cx16 test_static_link_names
+  test_upstream_abi test_static_link_names
   test_lockfree_parked test_signal_all_threads check_exports.sh
   check_header_order.sh'
 rm -rf "$alf"
