@@ -30,7 +30,11 @@
  * mappings: the dynamic loader's early heap, another allocator's blocks):
  * free ignores and counts them (AO_malloc_stats foreign_frees);
  * realloc fails with ENOMEM leaving them alone (their size is unknown, so
- * nothing can be copied safely); malloc_usable_size says 0.
+ * nothing can be copied safely); malloc_usable_size says 0.  None of them
+ * faults, even when the pointer shares a SEGMENT_SIZE unit with a large
+ * mapping of ours that another thread unmaps or moves meanwhile
+ * (large_lookup); the one exception is where process_vm_readv is refused
+ * (os_read_safe), as documented in libaomalloc(3).
  */
 #include "internal.h"
 #include "atomic_ops_malloc.h"
