@@ -66,41 +66,63 @@ void *AO_malloc(size_t sz)
 #endif
 }
 
+/* A direct mapping (c == PAGE_CLASS_LARGE): its header is read only once
+ * large_lookup() has found p to be its user pointer, i.e. the caller its
+ * owner; 0 when p lies in no mapping of ours. */
+static int free_mapping(void *p, unsigned c)
+{
+  struct large_header *large;
+
+  switch (large_lookup(p, &large)) {
+  case LARGE_NONE:
+    return 0;
+  case LARGE_INSIDE:
+    misuse_report("AO_free", p, "not the start of a block returned by "
+                                "AO_malloc (inside a large object)");
+  case LARGE_START:
+    break;
+  }
+#ifdef AO_GPL_CHECKS
+  checks_free(p, c);
+#else
+  (void)c;
+#endif
+  track_free(p, large->map_size - large->offset);
+  large_free_mapping(large);
+  return 1;
+}
+
 /* Everything but a small block going into this thread's cache.  What is
  * checked here costs nothing on the fast path: c is FOREIGN for pointers
  * that are misaligned or outside our memory, and page runs and mappings
  * are freed only by their first byte. */
 static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
 {
-  struct large_header *large = NULL;
   struct span *d;
 
+  if (c == PAGE_CLASS_LARGE && free_mapping(p, c))
+    return;
 #ifdef AO_GPL_MALLOC_REPLACEMENT
   /* As a process's malloc, free() also gets what it never handed out:
    * blocks of the dynamic loader's early allocator, of an allocator that
    * ran before us...  Those are ignored (and counted), as mature
    * replacements do; a pointer into our own memory that is no block start
    * is still a misuse, reported below. */
-  if (c >= NUM_SIZE_CLASSES && replace_is_foreign(p)) {
+  if (c == PAGE_CLASS_LARGE       /* in no mapping of ours */
+      || (c == PAGE_CLASS_FOREIGN && replace_is_foreign(p))) {
     stats_foreign_free();
     return;
   }
 #endif
-  if (c == PAGE_CLASS_FOREIGN)
+  if (c == PAGE_CLASS_FOREIGN || c == PAGE_CLASS_LARGE)
     misuse_report("AO_free", p, ((uintptr_t)p & (ALIGNMENT - 1))
         ? "misaligned pointer: not a block returned by AO_malloc"
         : "pointer outside the allocator's memory: not returned by AO_malloc");
-  d = span_of(p, &large);
-  if (d == NULL && large == NULL)
+  d = span_of(p);
+  if (d == NULL)
     misuse_report("AO_free", p, "not a block returned by AO_malloc "
                                 "(its page is not in use)");
-  if (d == NULL) {
-    if ((char *)p != (char *)large + large->offset)
-      misuse_report("AO_free", p, "not the start of a block returned by "
-                                  "AO_malloc (inside a large object)");
-    track_free(p, large->map_size - large->offset);
-    large_free_mapping(large);
-  } else if (d->kind == SPAN_SMALL) {     /* tracked by AO_free */
+  if (d->kind == SPAN_SMALL) {     /* tracked by AO_free */
     if (!cache_free_slow(d->size_class, p))
       central_free(d, p);
   } else {
@@ -121,7 +143,7 @@ void AO_free(void *p)
     return;
   c = page_class_of(p);
 #ifdef AO_GPL_CHECKS
-  if (c != PAGE_CLASS_FOREIGN)
+  if (c < PAGE_CLASS_LARGE)      /* a mapping: once known to be one */
     checks_free(p, c);
 #endif
   if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES)) {

@@ -165,13 +165,12 @@ void central_free(struct span *d, void *block)
 void central_free_chain(void *chain)
 {
   while (chain != NULL) {
-    struct large_header *large;
-    struct span *d = span_of(chain, &large);
+    struct span *d = span_of(chain);
     void *first = chain, *last = chain;
     unsigned k = 1;
 
     chain = free_link_get(chain);
-    while (chain != NULL && span_of(chain, &large) == d) {
+    while (chain != NULL && span_of(chain) == d) {
       last = chain;
       chain = free_link_get(chain);
       k++;

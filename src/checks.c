@@ -108,8 +108,7 @@ NO_ASAN void checks_allocated(void *p)
  * for; a false report needs such a race. */
 static void check_small(void *p, unsigned c)
 {
-  struct large_header *large = NULL;
-  struct span *d = span_of(p, &large);
+  struct span *d = span_of(p);
   size_t off;
 
   if (d == NULL || d->kind != SPAN_SMALL || d->size_class != c

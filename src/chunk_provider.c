@@ -34,15 +34,10 @@ struct region ao_gpl_static_region = {
   static_bitmap, static_dirty, static_owner
 };
 
-const unsigned char ao_gpl_no_page_class[SEGMENT_PAGES] = {
-  [0 ... SEGMENT_PAGES - 1] = PAGE_CLASS_NONE
-};
-
-/* struct large_header mirrors the start of struct region (internal.h). */
+/* struct large_header starts with its kind, as struct region does. */
 typedef char large_header_layout_check[
-    (offsetof(struct large_header, base) == offsetof(struct region, base)
-     && offsetof(struct large_header, page_class)
-            == offsetof(struct region, page_class)) ? 1 : -1];
+    (offsetof(struct large_header, kind) == offsetof(struct region, kind)
+     && sizeof(struct large_header) <= LARGE_HEADER_SIZE) ? 1 : -1];
 
 /* Insert-only list of segments, newest first (a struct region *). */
 static volatile AO_t segments;
@@ -162,6 +157,7 @@ static AO_GPL_NOINLINE int segment_add(void)
   s->header.owner = s->owner;
   for (i = 0; i < meta; i++)     /* the metadata pages are never handed out */
     s->bitmap[i / BITMAP_BITS] |= (AO_t)1 << (i % BITMAP_BITS);
+  os_mark_segment(s);            /* before any page of it is handed out */
   do {
     head = (struct region *)AO_load(&segments);
     s->header.next = head;

@@ -77,18 +77,39 @@ extern char ao_gpl_static_heap[];      /* AO_GPL_STATIC_HEAP_SIZE bytes */
 # define MAPPED_UNITS ((uintptr_t)1 << (32 - SEGMENT_SHIFT))
 #endif
 extern volatile AO_t ao_gpl_mapped_units[];
-/* 1 if one of our SEGMENT_SIZE-aligned mappings starts in p's unit.  The
- * word is shared with units that other threads may be mapping right now:
- * an atomic load; relaxed, since the caller got p from AO_malloc through
- * its own synchronisation, after the bit was set. */
-AO_GPL_INLINE int os_unit_is_mapped(const void *p)
+extern volatile AO_t ao_gpl_segment_units[];
+AO_GPL_INLINE int os_unit_bit(volatile AO_t *bitmap, const void *p)
 {
   uintptr_t u = (uintptr_t)p >> SEGMENT_SHIFT;
 
   return u < MAPPED_UNITS
-         && ((AO_load(&ao_gpl_mapped_units[u / BITMAP_BITS])
-              >> (u % BITMAP_BITS)) & 1);
+         && ((AO_load(&bitmap[u / BITMAP_BITS]) >> (u % BITMAP_BITS)) & 1);
 }
+/* 1 if one of our SEGMENT_SIZE-aligned mappings starts in p's unit.  The
+ * word is shared with units that other threads may be mapping right now:
+ * an atomic load; relaxed, since the caller got p from AO_malloc through
+ * its own synchronisation, after the bit was set.  For a pointer that is
+ * not ours the bit may be cleared, and the mapping gone, right after the
+ * test: nothing at the unit's start may be read on its word alone. */
+AO_GPL_INLINE int os_unit_is_mapped(const void *p)
+{
+  return os_unit_bit(ao_gpl_mapped_units, p);
+}
+/* 1 if p's unit holds one of our segments.  Segments are never unmapped
+ * and the bit is never cleared, so the segment header is safe to read
+ * whatever p is (relaxed load: see os_unit_is_mapped). */
+AO_GPL_INLINE int os_unit_is_segment(const void *p)
+{
+  return os_unit_bit(ao_gpl_segment_units, p);
+}
+/* Record the segment mapped at p (header initialised) for good. */
+void os_mark_segment(void *p);
+/* Copy n bytes at src, which may be unmapped (or be unmapped by another
+ * thread meanwhile), to dst without faulting: 1 if copied, 0 if some byte
+ * was not mapped.  Where the kernel refuses the fault-proof read
+ * (process_vm_readv: ENOSYS, EPERM under a seccomp filter) it is a plain
+ * copy, which faults on an unmapped src. */
+int os_read_safe(void *dst, const void *src, size_t n);
 void os_enable_mmap(void);
 int os_mmap_enabled(void);
 /* A fresh zeroed mapping of size bytes aligned to align (a power of two,
@@ -131,23 +152,22 @@ enum region_kind { REGION_STATIC = 1, REGION_SEGMENT = 2, REGION_LARGE = 3 };
 
 /* The page-class byte of pages that hold no small blocks. */
 #define PAGE_CLASS_NONE 0xff
-/* Not a page-class byte: page_class_of()'s verdict on a foreign pointer. */
+/* Not page-class bytes: page_class_of()'s verdicts on a foreign pointer,
+ * and on a pointer in a unit where a direct large mapping starts (or did
+ * a moment ago: large_lookup() tells). */
 #define PAGE_CLASS_FOREIGN 0xfe
+#define PAGE_CLASS_LARGE 0xfd
 
-/* Header at the start of a directly mapped large object.  Its first four
- * fields are laid out as in struct region, so that AO_free's page-class
- * lookup reads PAGE_CLASS_NONE for it without testing the kind first. */
+/* Header at the start of a directly mapped large object.  Only its owner
+ * (the holder of the user pointer) reads it directly: anyone else goes
+ * through large_lookup(), since the owner may unmap or move it any time. */
 struct large_header {
-  unsigned kind;                 /* REGION_LARGE */
+  unsigned kind;                 /* REGION_LARGE; first, as in a region */
   unsigned unused;
   char *base;                    /* the header itself */
-  const unsigned char *page_class;   /* ao_gpl_no_page_class */
   size_t map_size;               /* bytes mapped, header included */
   size_t offset;                 /* of the user pointer, >= the header's */
 };
-/* SEGMENT_PAGES bytes of PAGE_CLASS_NONE: the page classes of every page
- * in the first SEGMENT_SIZE of a large mapping. */
-extern const unsigned char ao_gpl_no_page_class[];
 #define LARGE_HEADER_SIZE 64     /* keeps the user pointer 16-aligned */
 
 /* A claimed run of pages; the region is found again from page_base. */
@@ -204,10 +224,13 @@ AO_GPL_INLINE struct region *region_of(const void *p)
   return (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
 }
 
-/* The size class of the small block p; PAGE_CLASS_NONE for other memory
- * of ours; PAGE_CLASS_FOREIGN when p cannot have come from AO_malloc:
- * misaligned, or outside the static heap and every mapping.  Nothing at
- * p's segment header is read before that is known. */
+/* The size class of the small block p; PAGE_CLASS_NONE for other pages
+ * of the static heap and segments; PAGE_CLASS_LARGE in a unit where one of
+ * our direct mappings starts; PAGE_CLASS_FOREIGN when p cannot have come
+ * from AO_malloc: misaligned, or outside the static heap and every
+ * mapping.  Only a region header is ever read (regions are never
+ * unmapped): a large mapping's unit may hold foreign memory too, and the
+ * mapping may go away under a foreign pointer at any moment. */
 AO_GPL_INLINE unsigned page_class_of(const void *p)
 {
   uintptr_t a = (uintptr_t)p;
@@ -217,24 +240,19 @@ AO_GPL_INLINE unsigned page_class_of(const void *p)
     return PAGE_CLASS_FOREIGN;
   if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
     r = &ao_gpl_static_region;
-  else if (AO_GPL_LIKELY(os_unit_is_mapped(p)))
+  else if (AO_GPL_LIKELY(os_unit_is_segment(p)))
     r = (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
   else
-    return PAGE_CLASS_FOREIGN;
+    return os_unit_is_mapped(p) ? PAGE_CLASS_LARGE : PAGE_CLASS_FOREIGN;
   return r->page_class[(a - (uintptr_t)r->base) >> PAGE_SHIFT];
 }
 
-/* The owner of the page holding p; NULL with *large set when p lies in a
- * direct large mapping, whose header is returned through *large. */
-AO_GPL_INLINE struct span *chunk_owner(const void *p,
-                                       struct large_header **large)
+/* The owner of the page holding p, which lies in the static heap or a
+ * segment (page_class_of(p) < PAGE_CLASS_LARGE); NULL if none. */
+AO_GPL_INLINE struct span *chunk_owner(const void *p)
 {
   struct region *r = region_of(p);
 
-  if (AO_GPL_UNLIKELY(r->kind == REGION_LARGE)) {
-    *large = (struct large_header *)r;
-    return NULL;
-  }
   return r->owner[((uintptr_t)p - (uintptr_t)r->base) >> PAGE_SHIFT];
 }
 /* Release the physical memory of free pages that were used since the last
@@ -313,9 +331,9 @@ void span_descriptor_put(struct span *d);
  * chunk_alloc_pages); d->run.zero tells whether its pages read as zeros. */
 struct span *span_new_run(size_t size, size_t align, int grow, void **mem);
 void span_free_run(struct span *d);
-AO_GPL_INLINE struct span *span_of(const void *p, struct large_header **large)
+AO_GPL_INLINE struct span *span_of(const void *p)
 {
-  return chunk_owner(p, large);
+  return chunk_owner(p);
 }
 
 /* ---- central.c: per-class lists of spans with free blocks. ---- */
@@ -345,6 +363,12 @@ void *large_alloc(size_t size, size_t align, int grow, unsigned *zero);
  * pointer, or NULL (h untouched) when that cannot be done. */
 void *large_resize(struct large_header *h, size_t size);
 void large_free_run(struct span *d);
+/* Where p (of PAGE_CLASS_LARGE) lies, from a fault-proof read of its
+ * unit's header: LARGE_START, p is the user pointer of the live mapping
+ * *h (the caller, its owner, may then read *h directly); LARGE_INSIDE,
+ * elsewhere in that mapping; LARGE_NONE, in no mapping of ours. */
+enum large_where { LARGE_NONE, LARGE_START, LARGE_INSIDE };
+enum large_where large_lookup(const void *p, struct large_header **h);
 void large_free_mapping(struct large_header *h);
 /* Unmap the cached large mappings; 1 if any. */
 int large_trim(void);

@@ -112,7 +112,6 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
       return NULL;
     h->kind = REGION_LARGE;
     h->base = (char *)h;
-    h->page_class = ao_gpl_no_page_class;
     h->map_size = map_size;
     live_add(map_size, 1);
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
@@ -187,6 +186,30 @@ void *large_resize(struct large_header *h, size_t size)
 void large_free_run(struct span *d)
 {
   span_free_run(d);
+}
+
+/* The header is copied fault-proof, once: p may be anybody's pointer, and
+ * the mapping its unit started with may be unmapped or moved meanwhile.
+ * A header that names itself as base is ours (foreign memory that took
+ * the unit's start after an unmap would have to imitate it).  Only the
+ * owner of the user pointer frees or moves a mapping, so a LARGE_START
+ * answer stays true for the caller if it is that owner; else (a probe of
+ * a pointer it does not own) it was true at the time of the copy. */
+enum large_where large_lookup(const void *p, struct large_header **h)
+{
+  struct large_header *start = (struct large_header *)
+      ((uintptr_t)p & ~(uintptr_t)(SEGMENT_SIZE - 1));
+  struct large_header copy;
+  size_t off = (size_t)((const char *)p - (char *)start);
+
+  if (!os_read_safe(&copy, start, sizeof(copy))
+      || copy.kind != REGION_LARGE || copy.base != (char *)start
+      || off >= copy.map_size)
+    return LARGE_NONE;
+  if (off != copy.offset)
+    return LARGE_INSIDE;
+  *h = start;
+  return LARGE_START;
 }
 
 /* Only the owner of a large mapping ever reaches it, and it is on no list

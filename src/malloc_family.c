@@ -43,7 +43,8 @@ struct block {
 
 /* Classify p as AO_free does; a pointer AO_free would reject is reported
  * (fn != NULL: misuse_report aborts) or gives 0.  Nothing past p's
- * segment header is read before p is known to be ours. */
+ * segment header is read before p is known to be ours, and a large
+ * mapping's header only through large_lookup(). */
 static int block_find(const void *p, const char *fn, struct block *b)
 {
   const char *what = NULL;
@@ -69,19 +70,24 @@ static int block_find(const void *p, const char *fn, struct block *b)
 #endif
     return 1;
   }
-  if (b->c == PAGE_CLASS_FOREIGN) {
-    what = ((uintptr_t)p & (ALIGNMENT - 1))
-        ? "misaligned pointer: not a block returned by AO_malloc"
-        : "pointer outside the allocator's memory: not returned by AO_malloc";
-  } else if ((d = span_of(p, &b->large)) == NULL && b->large == NULL) {
-    what = "not a block returned by AO_malloc (its page is not in use)";
-  } else if (d == NULL) {
-    if ((const char *)p == (char *)b->large + b->large->offset) {
+  if (b->c == PAGE_CLASS_LARGE) {
+    enum large_where w = large_lookup(p, &b->large);
+
+    if (w == LARGE_START) {
       b->usable = b->large->map_size - b->large->offset;
       return 1;
     }
-    what = "not the start of a block returned by AO_malloc "
-           "(inside a large object)";
+    b->large = NULL;
+    what = w == LARGE_INSIDE
+        ? "not the start of a block returned by AO_malloc "
+          "(inside a large object)"
+        : "pointer outside the allocator's memory: not returned by AO_malloc";
+  } else if (b->c == PAGE_CLASS_FOREIGN) {
+    what = ((uintptr_t)p & (ALIGNMENT - 1))
+        ? "misaligned pointer: not a block returned by AO_malloc"
+        : "pointer outside the allocator's memory: not returned by AO_malloc";
+  } else if ((d = span_of(p)) == NULL) {
+    what = "not a block returned by AO_malloc (its page is not in use)";
   } else if (d->kind == SPAN_RUN && (const char *)p == d->run.page_base) {
     b->run = d;
     b->usable = (size_t)d->run.npages << PAGE_SHIFT;

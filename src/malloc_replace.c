@@ -30,7 +30,11 @@
  * mappings: the dynamic loader's early heap, another allocator's blocks):
  * free ignores and counts them (AO_malloc_stats foreign_frees);
  * realloc fails with ENOMEM leaving them alone (their size is unknown, so
- * nothing can be copied safely); malloc_usable_size says 0.
+ * nothing can be copied safely); malloc_usable_size says 0.  None of them
+ * faults, even when the pointer shares a SEGMENT_SIZE unit with a large
+ * mapping of ours that another thread unmaps or moves meanwhile
+ * (large_lookup); the one exception is where process_vm_readv is refused
+ * (os_read_safe), as documented in libaomalloc(3).
  */
 #include "internal.h"
 #include "atomic_ops_malloc.h"
@@ -59,22 +63,22 @@ void *__libc_pvalloc(size_t size);
 /*
  * A pointer is ours when it lies in the static heap, in a segment (wholly
  * ours), or inside a direct large mapping; the rest of a large mapping's
- * SEGMENT_SIZE unit may hold anybody's memory.  A large mapping being
- * unmapped by another thread at this very moment could be read after its
- * unmapping only for a pointer in that tail (not ours, and racing with its
- * neighbour's free): the large cache makes such unmaps rare.
+ * SEGMENT_SIZE unit may hold anybody's memory, and the mapping may be
+ * unmapped or moved by another thread at this very moment: its header is
+ * read only by large_lookup(), which cannot fault (see os_read_safe for
+ * the one case where it can).
  */
 int replace_is_foreign(const void *p)
 {
   uintptr_t a = (uintptr_t)p;
-  const struct large_header *h;
+  struct large_header *h;
 
-  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
+  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE
+      || os_unit_is_segment(p))
     return 0;
   if (!os_unit_is_mapped(p))
     return 1;
-  h = (const struct large_header *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
-  return h->kind == REGION_LARGE && a - (uintptr_t)h >= h->map_size;
+  return large_lookup(p, &h) == LARGE_NONE;
 }
 
 static size_t os_page_size(void)
@@ -164,10 +168,9 @@ REPLACE_API void *pvalloc(size_t size)
   return align_alloc(page, size);
 }
 
+/* AO_malloc_usable_size says 0 for a foreign pointer already. */
 REPLACE_API size_t malloc_usable_size(void *p)
 {
-  if (p == NULL || replace_is_foreign(p))
-    return 0;
   return AO_malloc_usable_size(p);
 }
 

@@ -12,9 +12,11 @@
 #include <sys/mman.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,16 +31,67 @@ char ao_gpl_static_heap[AO_GPL_STATIC_HEAP_SIZE]
  * pointer's segment header, so a pointer that never came from here is
  * reported instead of followed. */
 volatile AO_t ao_gpl_mapped_units[MAPPED_UNITS / BITMAP_BITS];
+/* The units of those mappings that are segments: set once the segment's
+ * header is written, never cleared (segments stay mapped for good).  This
+ * is the bit AO_free's fast path tests: a direct large mapping is unmapped
+ * or moved by its owner at any time, so its unit bit does not make its
+ * header safe to read for anyone else. */
+volatile AO_t ao_gpl_segment_units[MAPPED_UNITS / BITMAP_BITS];
 
-static void mapped_unit_set(const void *p, int on)
+static void unit_set(volatile AO_t *bitmap, const void *p, int on)
 {
   uintptr_t u = (uintptr_t)p >> SEGMENT_SHIFT;
-  volatile AO_t *w = &ao_gpl_mapped_units[u / BITMAP_BITS];
+  volatile AO_t *w = &bitmap[u / BITMAP_BITS];
   AO_t bit = (AO_t)1 << (u % BITMAP_BITS), old;
 
   do
     old = AO_load(w);
   while (!AO_compare_and_swap_full(w, old, on ? old | bit : old & ~bit));
+}
+
+static void mapped_unit_set(const void *p, int on)
+{
+  unit_set(ao_gpl_mapped_units, p, on);
+}
+
+/* The full CAS orders the header's stores before the bit: whoever gets a
+ * pointer into the segment through later synchronisation reads them. */
+void os_mark_segment(void *p)
+{
+  unit_set(ao_gpl_segment_units, p, 1);
+}
+
+/* process_vm_readv on our own pid: the kernel copies, and an unmapped
+ * source byte makes it return short or fail with EFAULT instead of
+ * faulting.  The pid is asked every time (a raw system call, not cached):
+ * after a fork a remembered pid would name the parent.  Once the call is
+ * refused (ENOSYS: no such call; EPERM: a seccomp filter) the plain copy
+ * is used from then on, as before this function existed. */
+static volatile AO_t vm_read_refused;
+
+int os_read_safe(void *dst, const void *src, size_t n)
+{
+  int saved_errno = errno;
+
+#ifdef SYS_process_vm_readv
+  if (!AO_load(&vm_read_refused)) {
+    struct iovec local = { dst, n }, remote = { (void *)src, n };
+    long got = syscall(SYS_process_vm_readv, os_getpid(), &local, 1UL,
+                       &remote, 1UL, 0UL);
+    int err = errno;
+
+    errno = saved_errno;
+    if (got == (long)n)
+      return 1;
+    if (got >= 0 || err == EFAULT)
+      return 0;
+    if (err == ENOSYS || err == EPERM)
+      AO_store(&vm_read_refused, 1);
+  }
+#endif
+  memcpy(dst, src, n);
+  errno = saved_errno;
+  return 1;
 }
 
 /* Set once by AO_malloc_enable_mmap(); until then no mmap call is made.

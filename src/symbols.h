@@ -27,6 +27,8 @@
 #define os_grow_in_place ao_gpl_os_grow_in_place
 #define os_move_grow ao_gpl_os_move_grow
 #define os_release ao_gpl_os_release
+#define os_mark_segment ao_gpl_os_mark_segment
+#define os_read_safe ao_gpl_os_read_safe
 #define os_getpid ao_gpl_os_getpid
 #define os_gettid ao_gpl_os_gettid
 #define os_thread_gone ao_gpl_os_thread_gone
@@ -73,6 +75,7 @@
 #define large_trim ao_gpl_large_trim
 #define large_resize ao_gpl_large_resize
 #define large_stats ao_gpl_large_stats
+#define large_lookup ao_gpl_large_lookup
 
 /* thread_cache.c */
 #define cache_alloc_slow ao_gpl_cache_alloc_slow
