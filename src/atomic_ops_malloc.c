@@ -143,7 +143,8 @@ void AO_free(void *p)
     return;
   c = page_class_of(p);
 #ifdef AO_GPL_CHECKS
-  if (c < PAGE_CLASS_LARGE)      /* a mapping: once known to be one */
+  /* Small blocks and page runs; a mapping once known to be one. */
+  if (c != PAGE_CLASS_FOREIGN && c != PAGE_CLASS_LARGE)
     checks_free(p, c);
 #endif
   if (AO_GPL_LIKELY(c < NUM_SIZE_CLASSES)) {

@@ -58,7 +58,7 @@ static int block_find(const void *p, const char *fn, struct block *b)
 #ifdef AO_GPL_CHECKS
     /* As AO_free: only the checking build pays for the span lookup that
      * tells a block start from a pointer inside a small block. */
-    d = span_of(p, &b->large);
+    d = span_of(p);
     if (d == NULL || d->kind != SPAN_SMALL
         || ((size_t)((const char *)p - d->run.page_base)) % d->block_size) {
       if (fn != NULL)
@@ -66,7 +66,6 @@ static int block_find(const void *p, const char *fn, struct block *b)
                              "AO_malloc (inside a small block)");
       return 0;
     }
-    b->large = NULL;
 #endif
     return 1;
   }

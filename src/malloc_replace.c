@@ -196,10 +196,12 @@ REPLACE_API struct mallinfo2 mallinfo2(void)
 
   AO_malloc_stats(&st);
   memset(&mi, 0, sizeof(mi));
+  /* glibc's "in use" is uordblks + hblkhd: in_use already holds the
+   * large mappings in use, so hblkhd stays 0; cached mappings are free. */
   mi.arena = st.mapped;
-  mi.hblkhd = st.large_cached;
   mi.uordblks = st.in_use;
-  mi.fordblks = st.thread_cached + st.span_free + st.free_pages;
+  mi.fordblks = st.thread_cached + st.span_free + st.free_pages
+                + st.large_cached;
   mi.fsmblks = st.thread_cached + st.span_free;
   mi.keepcost = st.free_pages - st.free_released;
   return mi;
