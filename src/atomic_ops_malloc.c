@@ -114,9 +114,14 @@ static AO_GPL_NOINLINE void free_slow(void *p, unsigned c)
     return;
   }
 #endif
+  /* A large block is in the side table only while live: a second free of
+   * one (its mapping cached or gone) reads as a pointer not ours. */
   if (c == PAGE_CLASS_FOREIGN || c == PAGE_CLASS_LARGE)
     misuse_report("AO_free", p, ((uintptr_t)p & (ALIGNMENT - 1))
         ? "misaligned pointer: not a block returned by AO_malloc"
+        : c == PAGE_CLASS_LARGE
+        ? "pointer outside the allocator's memory (or a double free of a "
+          "large block): not returned by AO_malloc"
         : "pointer outside the allocator's memory: not returned by AO_malloc");
   d = span_of(p);
   if (d == NULL)

@@ -104,12 +104,6 @@ AO_GPL_INLINE int os_unit_is_segment(const void *p)
 }
 /* Record the segment mapped at p (header initialised) for good. */
 void os_mark_segment(void *p);
-/* Copy n bytes at src, which may be unmapped (or be unmapped by another
- * thread meanwhile), to dst without faulting: 1 if copied, 0 if some byte
- * was not mapped.  Where the kernel refuses the fault-proof read
- * (process_vm_readv: ENOSYS, EPERM under a seccomp filter) it is a plain
- * copy, which faults on an unmapped src. */
-int os_read_safe(void *dst, const void *src, size_t n);
 void os_enable_mmap(void);
 int os_mmap_enabled(void);
 /* A fresh zeroed mapping of size bytes aligned to align (a power of two,
@@ -122,9 +116,14 @@ void os_unmap(void *p, size_t size);
 void os_unmap_tail(void *p, size_t size);
 /* Grow the mapping p (old_size bytes) to new_size where it is, or 0. */
 int os_grow_in_place(void *p, size_t old_size, size_t new_size);
-/* Move the SEGMENT_SIZE-aligned mapping p to a new aligned mapping of
- * new_size bytes (mapped-units bits kept right), or NULL, p untouched. */
-void *os_move_grow(void *p, size_t old_size, size_t new_size);
+/* Move the SEGMENT_SIZE-aligned mapping p (old_size bytes) onto the start
+ * of q, a fresh os_map_aligned(, SEGMENT_SIZE) mapping: 1, or 0 with p
+ * untouched (mapped-units bits kept right either way). */
+int os_move_onto(void *p, size_t old_size, void *q);
+/* Zeroed pages for a table of ours, mapped for good (or NULL), and the
+ * unmap of one that turned out not to be needed. */
+void *os_map_table(size_t size);
+void os_unmap_table(void *p, size_t size);
 /* A range of addresses [start, end); empty when start == end. */
 struct os_range {
   uintptr_t start, end;
@@ -160,7 +159,8 @@ enum region_kind { REGION_STATIC = 1, REGION_SEGMENT = 2, REGION_LARGE = 3 };
 
 /* Header at the start of a directly mapped large object.  Only its owner
  * (the holder of the user pointer) reads it directly: anyone else goes
- * through large_lookup(), since the owner may unmap or move it any time. */
+ * through large_lookup(), which reads the side table instead (large.c),
+ * since the owner may unmap or move it any time. */
 struct large_header {
   unsigned kind;                 /* REGION_LARGE; first, as in a region */
   unsigned unused;
@@ -363,8 +363,8 @@ void *large_alloc(size_t size, size_t align, int grow, unsigned *zero);
  * pointer, or NULL (h untouched) when that cannot be done. */
 void *large_resize(struct large_header *h, size_t size);
 void large_free_run(struct span *d);
-/* Where p (of PAGE_CLASS_LARGE) lies, from a fault-proof read of its
- * unit's header: LARGE_START, p is the user pointer of the live mapping
+/* Where p (of PAGE_CLASS_LARGE) lies, from the side table of live
+ * mappings (no system call, nothing of the mapping read): LARGE_START, p is the user pointer of the live mapping
  * *h (the caller, its owner, may then read *h directly); LARGE_INSIDE,
  * elsewhere in that mapping; LARGE_NONE, in no mapping of ours. */
 enum large_where { LARGE_NONE, LARGE_START, LARGE_INSIDE };

@@ -88,16 +88,83 @@ static int cache_keep(struct large_header *h)
   return 1;
 }
 
+/*
+ * The side table: one word per SEGMENT_SIZE unit of MAPPED_UNITS, saying
+ * which live mapping in use starts there, so that a pointer is classified
+ * without a system call and without reading memory another thread may
+ * unmap right now.  Entry: 0, none; else map_size (a multiple of MAP_UNIT,
+ * so its low 16 bits are free) | log2(offset).  Two levels: a top array
+ * in .bss of leaves (LEAF_UNITS words each), each mapped on first need and
+ * kept for good, so a leaf found once can always be read.  Only a block's
+ * owner changes its entry: set (release) before the block is handed out,
+ * cleared (full barrier) before its mapping is cached, unmapped or moved.
+ */
+#if UINTPTR_MAX > 0xffffffffu
+# define LEAF_SHIFT 12                 /* 2048 leaves of 32 KiB */
+#else
+# define LEAF_SHIFT 10                 /* one leaf of 4 KiB: every unit */
+#endif
+#define LEAF_UNITS ((uintptr_t)1 << LEAF_SHIFT)
+#define LEAF_BYTES (LEAF_UNITS * sizeof(AO_t))
+#define ENTRY_SHIFT_MASK ((AO_t)0x3f)  /* log2(offset) < SEGMENT_SHIFT */
+
+static volatile AO_t table[MAPPED_UNITS / LEAF_UNITS];  /* leaf or 0 */
+static volatile AO_t table_bytes;      /* leaves mapped: metadata */
+
+/* The entry of the unit at h (one of our mappings, so below MAPPED_UNITS),
+ * its leaf mapped first if create; NULL when there is no leaf. */
+static volatile AO_t *entry_of(const void *h, int create)
+{
+  uintptr_t u = (uintptr_t)h >> SEGMENT_SHIFT;
+  volatile AO_t *slot = &table[u >> LEAF_SHIFT];
+  AO_t leaf = AO_load_acquire(slot);
+
+  if (leaf == 0 && create) {
+    void *fresh = os_map_table(LEAF_BYTES);
+
+    if (fresh == NULL)
+      return NULL;
+    if (AO_compare_and_swap_full(slot, 0, (AO_t)fresh)) {
+      AO_fetch_and_add(&table_bytes, (AO_t)LEAF_BYTES);
+      leaf = (AO_t)fresh;
+    } else {                           /* another thread won: use its leaf */
+      os_unmap_table(fresh, LEAF_BYTES);
+      leaf = AO_load_acquire(slot);
+    }
+  }
+  return leaf == 0 ? NULL : (volatile AO_t *)leaf + (u & (LEAF_UNITS - 1));
+}
+
+/* The header's stores (and the block's) come before the entry: whoever
+ * finds the entry through later synchronisation reads them.  The leaf
+ * exists: entry_of(h, 1) succeeded when h was first mapped. */
+static void entry_set(struct large_header *h, size_t map_size, size_t offset)
+{
+  AO_store_release(entry_of(h, 0), (AO_t)map_size | (AO_t)octave(offset));
+}
+
+/* Cleared before the mapping changes hands or goes away: a later lookup,
+ * even of a stale pointer, then never reports it as live. */
+static void entry_clear(struct large_header *h)
+{
+  AO_store_full(entry_of(h, 0), 0);
+}
+
 /* The user pointer sits offset bytes into the mapping: LARGE_HEADER_SIZE,
  * or the alignment asked for when larger.  It must stay inside the first
  * SEGMENT_SIZE, where masking finds the header: alignments up to
- * SEGMENT_SIZE / 2.  A fresh mapping reads as zeros (*zero = 1). */
+ * SEGMENT_SIZE / 2, powers of two.  A fresh mapping reads as zeros
+ * (*zero = 1). */
 static void *map_large(size_t size, size_t align, unsigned *zero)
 {
   size_t map_size, offset = align > LARGE_HEADER_SIZE ? align
                                                       : LARGE_HEADER_SIZE;
   struct large_header *h;
 
+  if (offset >= SEGMENT_SIZE)
+    return NULL;
+  if ((offset & (offset - 1)) != 0)    /* the side table keeps log2(offset) */
+    offset = (size_t)2 << octave(offset);
   if (offset >= SEGMENT_SIZE
       || size > SIZE_MAX - offset - MAP_UNIT - SEGMENT_SIZE)
     return NULL;
@@ -110,6 +177,10 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
     h = os_map_aligned(map_size, SEGMENT_SIZE);
     if (h == NULL)
       return NULL;
+    if (entry_of(h, 1) == NULL) {      /* no leaf for its unit */
+      os_unmap(h, map_size);
+      return NULL;
+    }
     h->kind = REGION_LARGE;
     h->base = (char *)h;
     h->map_size = map_size;
@@ -118,6 +189,7 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
     *zero = 1;
   }
   h->offset = offset;
+  entry_set(h, map_size, offset);
   return (char *)h + offset;
 }
 
@@ -162,6 +234,8 @@ void *large_resize(struct large_header *h, size_t size)
   map_size = (size + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   if (map_size <= h->map_size) {
     if (map_size < h->map_size) {
+      /* the entry first: no lookup may take the tail for ours once gone */
+      entry_set(h, map_size, offset);
       os_unmap_tail((char *)h + map_size, h->map_size - map_size);
       live_add(map_size - h->map_size, 0);
       h->map_size = map_size;
@@ -171,14 +245,26 @@ void *large_resize(struct large_header *h, size_t size)
   if (os_grow_in_place(h, h->map_size, map_size)) {
     live_add(map_size - h->map_size, 0);
     h->map_size = map_size;
+    entry_set(h, map_size, offset);
     return (char *)h + offset;
   }
-  q = os_move_grow(h, h->map_size, map_size);
+  q = os_map_aligned(map_size, SEGMENT_SIZE);
   if (q == NULL)
     return NULL;
+  if (entry_of(q, 1) == NULL) {
+    os_unmap(q, map_size);
+    return NULL;
+  }
+  entry_clear(h);
+  if (!os_move_onto(h, h->map_size, q)) {
+    entry_set(h, h->map_size, offset);
+    os_unmap(q, map_size);
+    return NULL;
+  }
   live_add(map_size - q->map_size, 0);   /* the header moved with the pages */
   q->base = (char *)q;
   q->map_size = map_size;
+  entry_set(q, map_size, offset);
   return (char *)q + offset;
 #endif
 }
@@ -188,28 +274,28 @@ void large_free_run(struct span *d)
   span_free_run(d);
 }
 
-/* The header is copied fault-proof, once: p may be anybody's pointer, and
- * the mapping its unit started with may be unmapped or moved meanwhile.
- * A header that names itself as base is ours (foreign memory that took
- * the unit's start after an unmap would have to imitate it).  Only the
- * owner of the user pointer frees or moves a mapping, so a LARGE_START
- * answer stays true for the caller if it is that owner; else (a probe of
- * a pointer it does not own) it was true at the time of the copy. */
+/* Only the side table is read: p may be anybody's pointer, and the
+ * mapping its unit started with may be unmapped or moved meanwhile.  Only
+ * the owner of the user pointer frees or moves a mapping, so a LARGE_START
+ * answer stays true for the caller if it is that owner (who may then read
+ * *h); else (a probe of a pointer it does not own) it was true at the
+ * time of the load. */
 enum large_where large_lookup(const void *p, struct large_header **h)
 {
-  struct large_header *start = (struct large_header *)
-      ((uintptr_t)p & ~(uintptr_t)(SEGMENT_SIZE - 1));
-  struct large_header copy;
-  size_t off = (size_t)((const char *)p - (char *)start);
+  uintptr_t start = (uintptr_t)p & ~(uintptr_t)(SEGMENT_SIZE - 1);
+  uintptr_t off = (uintptr_t)p - start;
+  volatile AO_t *e;
+  AO_t entry;
 
-  if (!os_read_safe(&copy, start, sizeof(copy))
-      || copy.kind != REGION_LARGE || copy.base != (char *)start
-      || off >= copy.map_size)
+  if ((start >> SEGMENT_SHIFT) >= MAPPED_UNITS
+      || (e = entry_of((const void *)start, 0)) == NULL
+      || (entry = AO_load(e)) == 0)
     return LARGE_NONE;
-  if (off != copy.offset)
-    return LARGE_INSIDE;
-  *h = start;
-  return LARGE_START;
+  if (off == (uintptr_t)1 << (entry & ENTRY_SHIFT_MASK)) {
+    *h = (struct large_header *)start;
+    return LARGE_START;
+  }
+  return off < (entry & ~(AO_t)(MAP_UNIT - 1)) ? LARGE_INSIDE : LARGE_NONE;
 }
 
 /* Only the owner of a large mapping ever reaches it, and it is on no list
@@ -217,6 +303,7 @@ enum large_where large_lookup(const void *p, struct large_header **h)
  * concurrent reader. */
 void large_free_mapping(struct large_header *h)
 {
+  entry_clear(h);
   if (!cache_keep(h)) {
     live_add(-h->map_size, (AO_t)-1);
     track_release(h, h->map_size);
@@ -248,8 +335,9 @@ int large_trim(void)
 }
 
 /* The header of each mapping in use is metadata, the rest in use (its
- * usable size); a cached mapping counts whole in large_cached.  Three
- * loads, each exact when nobody maps, caches or unmaps meanwhile. */
+ * usable size); a cached mapping counts whole in large_cached; the side
+ * table's leaves are metadata.  The loads are each exact when nobody
+ * maps, caches or unmaps meanwhile. */
 void large_stats(struct AO_malloc_stats *st)
 {
   size_t cached = (size_t)AO_load(&cache_bytes);
@@ -257,6 +345,6 @@ void large_stats(struct AO_malloc_stats *st)
                    * LARGE_HEADER_SIZE;
 
   st->large_cached += cached;
-  st->metadata += headers;
+  st->metadata += headers + (size_t)AO_load(&table_bytes);
   st->in_use += (size_t)AO_load(&live_bytes) - cached - headers;
 }

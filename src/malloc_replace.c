@@ -33,8 +33,7 @@
  * nothing can be copied safely); malloc_usable_size says 0.  None of them
  * faults, even when the pointer shares a SEGMENT_SIZE unit with a large
  * mapping of ours that another thread unmaps or moves meanwhile
- * (large_lookup); the one exception is where process_vm_readv is refused
- * (os_read_safe), as documented in libaomalloc(3).
+ * (large_lookup reads a side table, never the mapping).
  */
 #include "internal.h"
 #include "atomic_ops_malloc.h"
@@ -65,8 +64,8 @@ void *__libc_pvalloc(size_t size);
  * ours), or inside a direct large mapping; the rest of a large mapping's
  * SEGMENT_SIZE unit may hold anybody's memory, and the mapping may be
  * unmapped or moved by another thread at this very moment: its header is
- * read only by large_lookup(), which cannot fault (see os_read_safe for
- * the one case where it can).
+ * never read to tell: large_lookup() answers from the side table of live
+ * mappings (large.c).
  */
 int replace_is_foreign(const void *p)
 {

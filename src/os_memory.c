@@ -12,7 +12,6 @@
 #include <sys/mman.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -59,39 +58,6 @@ static void mapped_unit_set(const void *p, int on)
 void os_mark_segment(void *p)
 {
   unit_set(ao_gpl_segment_units, p, 1);
-}
-
-/* process_vm_readv on our own pid: the kernel copies, and an unmapped
- * source byte makes it return short or fail with EFAULT instead of
- * faulting.  The pid is asked every time (a raw system call, not cached):
- * after a fork a remembered pid would name the parent.  Once the call is
- * refused (ENOSYS: no such call; EPERM: a seccomp filter) the plain copy
- * is used from then on, as before this function existed. */
-static volatile AO_t vm_read_refused;
-
-int os_read_safe(void *dst, const void *src, size_t n)
-{
-  int saved_errno = errno;
-
-#ifdef SYS_process_vm_readv
-  if (!AO_load(&vm_read_refused)) {
-    struct iovec local = { dst, n }, remote = { (void *)src, n };
-    long got = syscall(SYS_process_vm_readv, os_getpid(), &local, 1UL,
-                       &remote, 1UL, 0UL);
-    int err = errno;
-
-    errno = saved_errno;
-    if (got == (long)n)
-      return 1;
-    if (got >= 0 || err == EFAULT)
-      return 0;
-    if (err == ENOSYS || err == EPERM)
-      AO_store(&vm_read_refused, 1);
-  }
-#endif
-  memcpy(dst, src, n);
-  errno = saved_errno;
-  return 1;
 }
 
 /* Set once by AO_malloc_enable_mmap(); until then no mmap call is made.
@@ -207,31 +173,51 @@ int os_grow_in_place(void *p, size_t old_size, size_t new_size)
   return done;
 }
 
-/* A fresh SEGMENT_SIZE-aligned area of new_size bytes (its unit bit set),
- * then the old pages moved onto its start by the kernel, without a copy;
- * the rest of the area stays fresh zero pages.  p's bit is cleared before
- * the move, as in os_unmap: once p's range is free, another thread's
- * mapping may land there and set the bit again.  Only the owner of p
- * looks at it meanwhile.  On failure p is as it was. */
-void *os_move_grow(void *p, size_t old_size, size_t new_size)
+/* The kernel moves p's pages onto the start of q, a fresh aligned
+ * mapping of ours (os_map_aligned, its unit bit set), without a copy; the
+ * rest of q stays fresh zero pages.  p's bit is cleared before the move,
+ * as in os_unmap: once p's range is free, another thread's mapping may
+ * land there and set the bit again.  Only the owner of p looks at it
+ * meanwhile.  On failure p is as it was and q still the caller's. */
+int os_move_onto(void *p, size_t old_size, void *q)
 {
-  int saved_errno = errno;
-  void *q = os_map_aligned(new_size, SEGMENT_SIZE);
+  int saved_errno = errno, done;
 
-  if (q == NULL)
-    return NULL;
   mapped_unit_set(p, 0);
   count(&mremap_calls, 1);
-  if (mremap(p, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED, q)
-      == MAP_FAILED) {
-    mapped_unit_set(p, 1);
-    os_unmap(q, new_size);
-    q = NULL;
-  } else {
+  done = mremap(p, old_size, old_size, MREMAP_MAYMOVE | MREMAP_FIXED, q)
+         != MAP_FAILED;
+  if (done)
     count(&mapped_bytes, -old_size);   /* q's bytes were counted whole */
-  }
+  else
+    mapped_unit_set(p, 1);
   errno = saved_errno;
-  return q;
+  return done;
+}
+
+/* Plain zeroed pages for the allocator's own tables: no alignment, no
+ * unit bit (nothing of a table is ever looked up by address). */
+void *os_map_table(size_t size)
+{
+  int saved_errno = errno;
+  void *p;
+
+  if (!os_mmap_enabled())
+    return NULL;
+  p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+           -1, 0);
+  count(&mmap_calls, 1);
+  if (p == MAP_FAILED)
+    p = NULL;
+  else
+    count(&mapped_bytes, size);
+  errno = saved_errno;
+  return p;
+}
+
+void os_unmap_table(void *p, size_t size)
+{
+  os_unmap_tail(p, size);   /* the same accounting, and no unit bit */
 }
 
 /* getauxval only reads the auxiliary vector saved at start-up: no lock,

@@ -25,10 +25,11 @@
 #define os_unmap ao_gpl_os_unmap
 #define os_unmap_tail ao_gpl_os_unmap_tail
 #define os_grow_in_place ao_gpl_os_grow_in_place
-#define os_move_grow ao_gpl_os_move_grow
+#define os_move_onto ao_gpl_os_move_onto
+#define os_map_table ao_gpl_os_map_table
+#define os_unmap_table ao_gpl_os_unmap_table
 #define os_release ao_gpl_os_release
 #define os_mark_segment ao_gpl_os_mark_segment
-#define os_read_safe ao_gpl_os_read_safe
 #define os_getpid ao_gpl_os_getpid
 #define os_gettid ao_gpl_os_gettid
 #define os_thread_gone ao_gpl_os_thread_gone
