@@ -54,6 +54,9 @@ static void in_place(void)
   AO_free(q);
 }
 
+/* The compiler must not see it (it warns about impossible sizes). */
+static volatile size_t size_max = (size_t)-1;
+
 static void null_zero_fail(void)
 {
   unsigned char *p = AO_realloc(NULL, 50), *q;
@@ -61,7 +64,7 @@ static void null_zero_fail(void)
   TU_CHECK(p != NULL && AO_malloc_usable_size(p) >= 50, "AO_realloc(NULL, 50)");
   tu_fill(p, 50, 9);
   errno = 0;
-  q = AO_realloc(p, (size_t)-1 - 100);
+  q = AO_realloc(p, size_max - 100);
   TU_CHECK(q == NULL && errno == ENOMEM, "a huge realloc did not fail");
   TU_CHECK(tu_check(p, 50, 9) == (size_t)-1, "failed realloc changed p");
   q = AO_realloc(p, 0);
@@ -101,9 +104,11 @@ static void mapping_growth(void)
 
 int main(int argc, char **argv)
 {
+  /* Classes and runs: the static heap, before AO_malloc_enable_mmap()
+   * (the runs are 200000, 100000 and 262144 bytes on 64-bit targets). */
   static const size_t small_steps[] = { 1, 16, 17, 100, 1000, 5000, 32768,
-                                        40000, 200000, 100000, 3000, 10, 0,
-                                        33 };
+                                        40000, TU_BIG_RUN, TU_BIG_RUN / 2,
+                                        TU_MAX_RUN, 3000, 10, 0, 33 };
   static const size_t big_steps[] = { 1, 200000, (size_t)1 << 20,
                                       (size_t)9 << 20, (size_t)40 << 20,
                                       (size_t)41 << 20, (size_t)8 << 20,

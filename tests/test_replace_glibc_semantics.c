@@ -5,9 +5,10 @@
 
 #include <malloc.h>
 
-/* Sizes the compiler must not see (it warns about impossible requests). */
-static volatile size_t big40 = (size_t)1 << 40, half = SIZE_MAX / 2,
-                       huge = SIZE_MAX - 4096;
+/* Sizes the compiler must not see (it warns about impossible requests).
+ * wide * wide overflows: 2^40 on 64-bit targets, 2^20 on 32-bit ones. */
+static volatile size_t wide = (size_t)1 << (5 * sizeof(size_t)),
+                       half = SIZE_MAX / 2, huge = SIZE_MAX - 4096;
 
 int main(int argc, char **argv)
 {
@@ -49,7 +50,7 @@ int main(int argc, char **argv)
 
   /* Overflows and impossible sizes: NULL with ENOMEM. */
   errno = 0;
-  p = calloc(big40, big40);
+  p = calloc(wide, wide);
   TU_CHECK(p == NULL && errno == ENOMEM, "calloc overflow: %p errno %d", p, errno);
   errno = 0;
   p = reallocarray(NULL, half, 3);

@@ -45,6 +45,13 @@
 #define TU_STATIC_HEAP ((size_t)(AO_TEST_STATIC_HEAP))
 #define TU_DEFAULT_HEAP ((size_t)2 << 20)
 
+/* The largest page run, in bytes: MAX_RUN_PAGES pages of 4 KiB, one per bit
+ * of an AO_t, so 256 KiB on 64-bit targets and 128 KiB on 32-bit ones.
+ * Larger requests are direct mappings, which need AO_malloc_enable_mmap().
+ * TU_BIG_RUN is a run well inside that limit, not a whole number of pages. */
+#define TU_MAX_RUN ((size_t)8 * sizeof(size_t) * 4096)
+#define TU_BIG_RUN (sizeof(size_t) == 8 ? (size_t)200000 : (size_t)100000)
+
 /* Alignment that atomic_ops_malloc.h promises for every block. */
 #ifndef TU_ALIGN
 # define TU_ALIGN 16
