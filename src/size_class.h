@@ -54,18 +54,23 @@ static inline unsigned class_min_pages(unsigned c)
   return (unsigned)((class_size(c) + PAGE_SIZE - 1) / PAGE_SIZE);
 }
 
-/* Pages per span: room for at least 8 blocks, at least 16 KiB (64 KiB
- * once memory can grow by mmap: fewer descriptors and carvings), at most
- * 128 KiB (so a span of a big class does not hog a 2 MiB static heap).
- * With the static heap alone, also at most a sixteenth of it (but one
- * block): a 64 KiB heap would otherwise be gone in two or three spans, or
- * could not hold the first span of a mid-size class beside the thread
- * cache's own.  span_new_small falls back to fewer pages when these are
- * not to be had. */
-static inline unsigned class_span_pages(unsigned c, int plentiful)
+/* Pages per span: room for at least 8 blocks, at most 128 KiB (so a span
+ * of a big class does not hog a 2 MiB static heap), and at least 16 KiB,
+ * growing to 32 and 64 KiB once memory can grow by mmap and the class has
+ * had a few spans (made: spans of the class carved so far).  Carving
+ * writes every block's link, so a short-lived process that touches many
+ * classes once (a compiler, a shell) would otherwise fault in 64 KiB per
+ * class for a few blocks; a class in heavy use soon gets the bigger spans
+ * (fewer descriptors and carvings).  With the static heap alone, also at
+ * most a sixteenth of it (but one block): a 64 KiB heap would otherwise
+ * be gone in two or three spans, or could not hold the first span of a
+ * mid-size class beside the thread cache's own.  span_new_small falls
+ * back to fewer pages when these are not to be had. */
+static inline unsigned class_span_pages(unsigned c, int plentiful,
+                                        unsigned long made)
 {
   size_t pages = (class_size(c) * 8 + PAGE_SIZE - 1) / PAGE_SIZE;
-  size_t least = plentiful ? 16 : 4;
+  size_t least = !plentiful || made < 2 ? 4 : made < 6 ? 8 : 16;
 
   if (pages < least)
     pages = least;

@@ -156,10 +156,14 @@ static struct span *span_claim(unsigned npages, size_t align, int grow)
   return d;
 }
 
+/* Spans carved per class, for their size (class_span_pages). */
+static volatile AO_t spans_made[NUM_SIZE_CLASSES];
+
 struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
-  unsigned cap, i, pages = class_span_pages(size_class, os_mmap_enabled());
+  unsigned cap, i, pages = class_span_pages(size_class, os_mmap_enabled(),
+                          (unsigned long)AO_fetch_and_add1(&spans_made[size_class]));
   struct span *d = span_claim(pages, PAGE_SIZE, grow);
   char *blocks;
 
