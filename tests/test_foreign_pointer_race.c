@@ -114,6 +114,9 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+#ifdef TEST_REPLACE
+  tu_require_aomalloc_malloc();
+#endif
   tu_watchdog(120, "foreign pointer race");
   deadline = tu_now() + tu_seconds(4);
   memset(&sa, 0, sizeof(sa));

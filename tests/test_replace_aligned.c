@@ -28,6 +28,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(60, "aligned allocation");
   TU_CHECK(page != 0, "no AT_PAGESZ");
 

@@ -51,6 +51,7 @@ int main(int argc, char **argv)
 {
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   TU_CHECK(early_ok, "malloc/free failed in .preinit_array (before constructors)");
   TU_CHECK(handler_ok, "malloc in a signal handler before constructors failed");
   TU_CHECK(AO_malloc_usable_size(early_big) >= ((size_t)8 << 20),

@@ -40,6 +40,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(120, "dlopen");
   for (i = 0; i < 20; i++)
     cycle();

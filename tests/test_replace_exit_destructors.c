@@ -73,6 +73,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(60, "exit destructors");
   TU_CHECK(pthread_key_create(&key, key_destructor) == 0, "pthread_key_create");
   TU_CHECK(tss_create(&tss, tss_destructor) == thrd_success, "tss_create");

@@ -80,6 +80,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(60, "foreign frees");
 
   expected += check_foreign(arena, "static array");

@@ -70,6 +70,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(120, "fork");
   for (k = 0; k < 3; k++)
     tu_thread(&t[k], churn, (void *)(uintptr_t)k);

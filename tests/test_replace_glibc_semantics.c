@@ -22,6 +22,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(60, "glibc semantics");
 
   /* malloc(0): a unique, freeable pointer. */

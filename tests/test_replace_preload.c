@@ -52,6 +52,7 @@ int main(int argc, char **argv)
   int st;
 
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   if (argc > 1 && strcmp(argv[1], "--preloaded") == 0)
     return preloaded_child();
   tu_watchdog(60, "preload");

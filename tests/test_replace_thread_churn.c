@@ -47,6 +47,7 @@ int main(int argc, char **argv)
 
   (void)argc;
   tu_init(argv[0]);
+  tu_require_aomalloc_malloc();
   tu_watchdog(120, "thread churn");
   for (w = 0; w < WAVES; w++) {
     for (k = 0; k < PER_WAVE; k++) {

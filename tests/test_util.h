@@ -233,6 +233,27 @@ static void tu_init(const char *argv0)
     sigaction(crash[i], &sa, NULL);
 }
 
+/* The test_replace_* programs test libaomalloc's malloc.  A sanitizer's
+ * interceptors (ASan, TSan) or valgrind's replacement take malloc first:
+ * the program then tests theirs, so it is skipped there. */
+static inline void tu_require_aomalloc_malloc(void)
+{
+  const char *pre = getenv("LD_PRELOAD");
+  int sanitizer = 0;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  sanitizer = 1;
+#elif defined(__has_feature)
+# if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  sanitizer = 1;
+# endif
+#endif
+  if (sanitizer)
+    tu_skip("a sanitizer build: its interceptors take malloc, not libaomalloc");
+  if (pre != NULL && strstr(pre, "vgpreload") != NULL)
+    tu_skip("under valgrind: its malloc replaces libaomalloc's");
+}
+
 /* For tests whose static-heap phases assume at least the default 2 MiB. */
 __attribute__((unused))
 static void tu_require_default_heap(void)
