@@ -230,7 +230,7 @@ static void *worker(void *arg)
   for (i = 0; i < iters && !atomic_load(&stop); i++) {
     unsigned slot = (unsigned)tu_below(&rng, LIVE);
     size_t size = tu_below(&rng, 64) == 0 ? 300000
-                                          : tu_logsize(&rng, 65536);
+                                          : tu_logsize(&rng, 65536) + 1;
 
     AO_free(live[slot]);
     live[slot] = AO_malloc(size);
