@@ -22,6 +22,7 @@
 # define _GNU_SOURCE 1
 #endif
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -248,6 +249,11 @@ static inline void tu_require_aomalloc_malloc(void)
   sanitizer = 1;
 # endif
 #endif
+  /* libaomalloc's malloc is AO_malloc under another name: any other
+   * address means someone else's malloc comes first (the ASan runtime is
+   * loaded by an instrumented libaomalloc even into a plain program). */
+  if (!sanitizer && dlsym(RTLD_DEFAULT, "malloc") != dlsym(RTLD_DEFAULT, "AO_malloc"))
+    sanitizer = 1;
   if (sanitizer)
     tu_skip("a sanitizer build: its interceptors take malloc, not libaomalloc");
   if (pre != NULL && strstr(pre, "vgpreload") != NULL)
