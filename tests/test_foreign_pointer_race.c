@@ -41,9 +41,9 @@
  * round's mapping of ours may take the address, and a free of a pointer
  * inside our own memory is a misuse that aborts). */
 static char *foreign, *held;
-static volatile int stop;
-static volatile long prober_tid;
-static volatile unsigned long probes;
+static _Atomic int stop;
+static _Atomic long prober_tid;
+static _Atomic unsigned long probes;
 
 #ifdef TEST_REPLACE
 /* Called through a pointer: the compiler must not see a free of an
