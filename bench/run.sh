@@ -10,7 +10,7 @@
 #   ALLOCATORS=".." subset/order of: ours aomalloc upstream glibc mimalloc
 #                   jemalloc tcmalloc (aomalloc: bench_malloc under LD_PRELOAD
 #                   of this project's malloc replacement, libaomalloc.so)
-#   WORKLOADS=".."  subset of: pairs batch threads prodcons rss signal return
+#   WORKLOADS=".."  subset of: pairs batch threads bulk prodcons rss signal return
 #   BENCH_BIN_DIR   directory holding bench_ours, bench_malloc, bench_upstream
 #                   (default: ./bench of the current directory if built there,
 #                   else this script's directory)
@@ -46,7 +46,7 @@ else
   scale=${BENCH_SCALE:-1}
   timeout_s=${BENCH_TIMEOUT:-20}
 fi
-WORKLOADS=${WORKLOADS:-pairs batch threads prodcons rss signal return}
+WORKLOADS=${WORKLOADS:-pairs batch threads bulk prodcons rss signal return}
 ALLOCATORS=${ALLOCATORS:-ours aomalloc upstream glibc mimalloc jemalloc tcmalloc}
 
 if [ ! -x "$bindir/bench_ours" ] || [ ! -x "$bindir/bench_malloc" ]; then
@@ -191,6 +191,10 @@ threads_1	batch, 1 thread, M pairs/s	higher
 threads_2	batch, 2 threads, M pairs/s	higher
 threads_4	batch, 4 threads, M pairs/s	higher
 threads_8	batch, 8 threads, M pairs/s	higher
+bulk_1	bulk (1000 of 8-512 B, then all freed), 1 thread, M pairs/s	higher
+bulk_2	bulk, 2 threads, M pairs/s	higher
+bulk_4	bulk, 4 threads, M pairs/s	higher
+bulk_8	bulk, 8 threads, M pairs/s	higher
 prodcons	producer/consumer (64-256 B), M objects/s	higher
 rss_ratio	live-set RSS / requested (200k of 8-1024 B)	lower
 signal_slowdown	batch under 20 kHz allocating handler, slowdown x	lower
@@ -292,40 +296,51 @@ awk -v names="${names[*]}" -v anchors="upstream glibc mimalloc tcmalloc jemalloc
   }' "$out/figures.tsv" "$raw" > "$out/tables.md"
 rm -f "$out/figures.tsv"
 
-# Throughput against threads, one line per allocator.
-{
-  printf 'threads'
-  for a in "${names[@]}"; do printf ' %s' "$a"; done
-  printf '\n'
-  for t in 1 2 4 8; do
-    printf '%s' "$t"
-    for a in "${names[@]}"; do
-      v=$(awk -v a="$a" -v f="threads_$t" '$1 == a && $3 == f { print $4 }' "$raw" \
-          | sort -g | awk '{ x[NR] = $1 } END { if (!NR) print "NaN"; else if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }')
-      printf ' %s' "$v"
-    done
+# Throughput against threads, one line per allocator: one file per family
+# of figures (batch: threads_N, bulk: bulk_N).
+for fam in threads bulk; do
+  {
+    printf 'threads'
+    for a in "${names[@]}"; do printf ' %s' "$a"; done
     printf '\n'
-  done
-} > "$out/throughput.dat"
+    for t in 1 2 4 8; do
+      printf '%s' "$t"
+      for a in "${names[@]}"; do
+        v=$(awk -v a="$a" -v f="${fam}_$t" '$1 == a && $3 == f { print $4 }' "$raw" \
+            | sort -g | awk '{ x[NR] = $1 } END { if (!NR) print "NaN"; else if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }')
+        printf ' %s' "$v"
+      done
+      printf '\n'
+    done
+  } > "$out/$fam.dat"
+done
 
 png=
-if command -v gnuplot > /dev/null 2>&1 && grep -q threads_ "$raw"; then
+if command -v gnuplot > /dev/null 2>&1 && grep -q -E ' (threads|bulk)_' "$raw"; then
   term=pngcairo
   gnuplot -e 'set terminal pngcairo' > /dev/null 2>&1 || term=png
-  gnuplot > /dev/null 2>>"$log" <<EOF
-set terminal $term size 900,560
-set output '$out/throughput.png'
-set title "Batch workload (1000 live objects of 8-512 B per thread): throughput\n$(nproc) CPUs, ${cpu//\"/}; median of $R"
-set xlabel 'threads'
-set ylabel 'M malloc+free pairs per second (all threads)'
-set logscale x 2
-set xtics (1, 2, 4, 8)
-set xrange [0.9:9]
-set yrange [0:*]
-set key outside right top
-set grid
-plot for [i=2:$((n + 1))] '$out/throughput.dat' using 1:i with linespoints lw 2 pt 7 title columnheader(i)
-EOF
+  # One panel per family that has figures: the batch and the bulk pattern.
+  panels=()
+  grep -q ' threads_' "$raw" && panels+=("threads|Batch (1000 live objects of 8-512 B per thread, one replaced at a time)")
+  grep -q ' bulk_' "$raw" && panels+=("bulk|Bulk (per thread: 1000 blocks of 8-512 B allocated, then all freed in random order)")
+  {
+    echo "set terminal $term size 900,$((360 * ${#panels[@]} + 40))"
+    echo "set output '$out/throughput.png'"
+    echo "set multiplot layout ${#panels[@]},1 title \"Throughput against threads: $(nproc) CPUs, ${cpu//\"/}; median of $R\""
+    echo "set xlabel 'threads'"
+    echo "set ylabel 'M malloc+free pairs/s (all threads)'"
+    echo "set logscale x 2"
+    echo "set xtics (1, 2, 4, 8)"
+    echo "set xrange [0.9:9]"
+    echo "set yrange [0:*]"
+    echo "set key outside right top"
+    echo "set grid"
+    for p in "${panels[@]}"; do
+      echo "set title '${p#*|}'"
+      echo "plot for [i=2:$((n + 1))] '$out/${p%%|*}.dat' using 1:i with linespoints lw 2 pt 7 title columnheader(i)"
+    done
+    echo "unset multiplot"
+  } | gnuplot > /dev/null 2>>"$log"
   [ -s "$out/throughput.png" ] && png=$out/throughput.png
 fi
 

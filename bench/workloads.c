@@ -10,8 +10,8 @@
  *                         LD_PRELOADed (mimalloc, jemalloc, tcmalloc...).
  * Every workload runs the same code for every API: only the two calls differ.
  *
- * Usage: bench_<api> WORKLOAD...   (WORKLOAD: pairs batch threads prodcons
- *        rss signal return, or all)
+ * Usage: bench_<api> WORKLOAD...   (WORKLOAD: pairs batch threads bulk
+ *        prodcons rss signal return, or all)
  * Output: one "figure value unit" line per figure; lines starting with '#'
  * are information.  Environment:
  *   BENCH_SCALE           multiplier of every timed phase (default 1.0);
@@ -354,7 +354,9 @@ static void *th_batch(void *arg)
   return NULL;
 }
 
-static double threads_round(unsigned nthreads, double seconds)
+/* Aggregate M pairs/s of nthreads running fn (a th_arg each) for `seconds`. */
+static double threads_round(void *(*fn)(void *), unsigned nthreads,
+                            double seconds)
 {
   pthread_t tid[64];
   struct th_arg args[64];
@@ -363,7 +365,7 @@ static double threads_round(unsigned nthreads, double seconds)
   pthread_barrier_init(&start, NULL, nthreads + 1);
   for (unsigned i = 0; i < nthreads; i++) {
     args[i] = (struct th_arg){ &start, &stop, i, 0, 0 };
-    if (pthread_create(&tid[i], NULL, th_batch, &args[i]) != 0)
+    if (pthread_create(&tid[i], NULL, fn, &args[i]) != 0)
       die("pthread_create failed");
   }
   pthread_barrier_wait(&start);
@@ -386,8 +388,90 @@ static void wl_threads(void)
   for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
     double r[3];
     for (int i = 0; i < 3; i++)
-      r[i] = threads_round(counts[k], phase(0.25));
+      r[i] = threads_round(th_batch, counts[k], phase(0.25));
     printf("threads_%u %.2f Mpairs/s\n", counts[k], median(r, 3));
+    fflush(stdout);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3b. Bulk: each thread allocates BULK_N blocks of 8-512 B, then frees all
+ * of them in a random order, and again; M pairs/s over all threads.  Unlike
+ * the batch, every free here meets a full bin and every malloc an empty one
+ * after a round of frees, so it measures the slow paths (flushes, refills)
+ * that a program building and dropping a data structure hits. */
+
+#define BULK_N 1000
+#define BULK_ROUNDS 16       /* distinct precomputed rounds, cycled */
+
+struct bulk {
+  uint16_t size[BULK_ROUNDS][BULK_N];
+  uint16_t order[BULK_ROUNDS][BULK_N];   /* a permutation of 0..BULK_N-1 */
+  void *ptr[BULK_N];
+};
+
+static struct bulk *bulk_init(uint64_t seed)
+{
+  struct bulk *b = map_array(sizeof *b);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ULL + 5;
+  for (unsigned r = 0; r < BULK_ROUNDS; r++) {
+    for (unsigned i = 0; i < BULK_N; i++) {
+      b->size[r][i] = (uint16_t)rng_range(&s, 8, 512);
+      b->order[r][i] = (uint16_t)i;
+    }
+    for (unsigned i = BULK_N - 1; i > 0; i--) {
+      unsigned j = (unsigned)rng_range(&s, 0, i);
+      uint16_t t = b->order[r][i];
+      b->order[r][i] = b->order[r][j];
+      b->order[r][j] = t;
+    }
+  }
+  return b;
+}
+
+/* One round: BULK_N mallocs, then BULK_N frees in the round's order. */
+static inline void bulk_round(struct bulk *b, unsigned r)
+{
+  const uint16_t *size = b->size[r], *order = b->order[r];
+  for (unsigned i = 0; i < BULK_N; i++) {
+    void *p = B_MALLOC(size[i]);
+    if (!p)
+      oom();
+    touch(p, i);
+    b->ptr[i] = p;
+  }
+  for (unsigned i = 0; i < BULK_N; i++)
+    B_FREE(b->ptr[order[i]]);
+}
+
+static void *th_bulk(void *arg)
+{
+  struct th_arg *a = arg;
+  struct bulk *b = bulk_init(200 + a->id);
+  uint64_t ops = 0;
+  unsigned r = 0;
+  for (unsigned i = 0; i < 20; i++)   /* warm-up: this thread's caches */
+    bulk_round(b, i % BULK_ROUNDS);
+  pthread_barrier_wait(a->start);
+  while (!atomic_load_explicit(a->stop, memory_order_relaxed)) {
+    bulk_round(b, r);
+    r = (r + 1) % BULK_ROUNDS;
+    ops += BULK_N;
+  }
+  a->t_end = now_ns();
+  a->ops = ops;
+  unmap_array(b, sizeof *b);
+  return NULL;
+}
+
+static void wl_bulk(void)
+{
+  static const unsigned counts[] = {1, 2, 4, 8};
+  for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+    double r[3];
+    for (int i = 0; i < 3; i++)
+      r[i] = threads_round(th_bulk, counts[k], phase(0.25));
+    printf("bulk_%u %.2f Mpairs/s\n", counts[k], median(r, 3));
     fflush(stdout);
   }
 }
@@ -964,6 +1048,7 @@ static const struct {
   void (*fn)(void);
 } workloads[] = {
   {"pairs", wl_pairs}, {"batch", wl_batch}, {"threads", wl_threads},
+  {"bulk", wl_bulk},
   {"prodcons", wl_prodcons}, {"rss", wl_rss}, {"signal", wl_signal},
   {"return", wl_return},
 };
@@ -974,7 +1059,7 @@ int main(int argc, char **argv)
   if (e && atof(e) > 0)
     g_scale = atof(e);
   if (argc < 2) {
-    fprintf(stderr, "usage: %s all|pairs|batch|threads|prodcons|rss|signal"
+    fprintf(stderr, "usage: %s all|pairs|batch|threads|bulk|prodcons|rss|signal"
             "|return...\n", argv[0]);
     return 2;
   }
