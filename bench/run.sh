@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: MIT
 # run.sh: run the allocator benchmark round-robin; print medians and ratios; write bench/results/.
 #
-# Usage (after "make bench"):  bench/run.sh        about 5 minutes on 2 cores
+# Usage (after "make bench"):  bench/run.sh        about 6 minutes on 2 cores
 #                              QUICK=1 bench/run.sh about 1 minute
+#        bench/run.sh mimalloc-bench (or MODE=mimalloc-bench): the public
+#        suite instead, run by bench/mimalloc-bench.sh (its own options there)
 # Environment:
 #   R=N             repetitions (default 5, QUICK 3; at least 3 for a median)
 #   QUICK=1         shorter timed phases (BENCH_SCALE=0.2) and a 5 s timeout
@@ -28,6 +30,15 @@ LC_ALL=C
 export LC_ALL
 
 here=$(cd "$(dirname "$0")" && pwd)
+# The public suite has its own driver (see bench/mimalloc-bench.sh).
+if [ "${1:-}" = mimalloc-bench ] || [ "${MODE:-}" = mimalloc-bench ]; then
+  [ "${1:-}" = mimalloc-bench ] && shift
+  exec bash "$here/mimalloc-bench.sh" "$@"
+fi
+if [ $# -gt 0 ]; then
+  echo "usage: $0 [mimalloc-bench [build]]" >&2
+  exit 2
+fi
 if [ -n "${BENCH_BIN_DIR:-}" ]; then
   bindir=$BENCH_BIN_DIR
 elif [ -x ./bench/bench_ours ]; then
