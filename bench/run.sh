@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # run.sh: run the allocator benchmark round-robin; print medians and ratios; write bench/results/.
 #
-# Usage (after "make bench"):  bench/run.sh        about 6 minutes on 2 cores
+# Usage (after "make bench"):  bench/run.sh        about 7 minutes on 2 cores
 #                              QUICK=1 bench/run.sh about 1 minute
 #        bench/run.sh mimalloc-bench (or MODE=mimalloc-bench): the public
 #        suite instead, run by bench/mimalloc-bench.sh (its own options there)
