@@ -45,6 +45,10 @@ fi
 ALLOCATORS=${ALLOCATORS:-glibc mimalloc tcmalloc jemalloc ours}
 
 die() { echo "mimalloc-bench: $*" >&2; exit 1; }
+case ${1:-} in
+  ''|build) ;;
+  *) echo "usage: $0 [build]   (options are environment variables: see the top of $0)" >&2; exit 2 ;;
+esac
 
 # ---- The suite's sources -------------------------------------------------
 if [ -n "${MIMALLOC_BENCH_DIR:-}" ]; then
