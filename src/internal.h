@@ -386,6 +386,9 @@ void *malloc_large(size_t sz, size_t align, unsigned *zero);
 /* 1 if p lies outside every byte the allocator manages (another
  * allocator's block, the loader's early heap...); malloc_replace.c. */
 int replace_is_foreign(const void *p);
+/* realloc(p, size), p != NULL, size != 0: a foreign p fails (ENOMEM);
+ * malloc_family.c. */
+void *replace_realloc(void *p, size_t size);
 #endif
 
 /* ---- checks.c: misuse of AO_free. ---- */

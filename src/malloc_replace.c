@@ -106,11 +106,7 @@ REPLACE_API void *realloc(void *p, size_t size)
     AO_free(p);
     return NULL;
   }
-  if (AO_GPL_UNLIKELY(replace_is_foreign(p))) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return AO_realloc(p, size);
+  return replace_realloc(p, size);
 }
 
 REPLACE_API void *reallocarray(void *p, size_t n, size_t size)
