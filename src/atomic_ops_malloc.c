@@ -37,6 +37,25 @@ AO_GPL_NOINLINE void *malloc_large(size_t sz, size_t align, unsigned *zero)
   return p;
 }
 
+/* AO_malloc above SMALL_MAX, out of line: the small path stays a leaf. */
+static AO_GPL_NOINLINE void *malloc_big(size_t sz)
+{
+  void *p = malloc_large(sz, PAGE_SIZE, NULL);
+
+  if (p == NULL)
+    errno = ENOMEM;
+  track_alloc(p, sz);
+  return p;
+}
+
+/* The heap is exhausted: out of line, so that nothing is live across
+ * AO_malloc's slow call and its hit path saves no register. */
+static AO_GPL_NOINLINE void *malloc_failed(void)
+{
+  errno = ENOMEM;
+  return NULL;
+}
+
 /* Every NULL sets errno to ENOMEM, as malloc does (a plain store: fine in
  * a handler, which saves errno if it cares); a success leaves it alone,
  * which is why os_memory.c restores errno around its system calls. */
@@ -55,14 +74,16 @@ void *AO_malloc(size_t sz)
 #else
   void *p;
 
-  if (AO_GPL_LIKELY(sz <= SMALL_MAX))
-    p = cache_alloc(size_to_class(sz));
-  else
-    p = malloc_large(sz, PAGE_SIZE, NULL);
-  if (AO_GPL_UNLIKELY(p == NULL))
-    errno = ENOMEM;
-  track_alloc(p, sz);
-  return p;
+  /* Sizes up to 1 KiB first: size_to_class starts with that test too,
+   * so the common case pays one compare, not two. */
+  if (AO_GPL_UNLIKELY(sz > 1024) && sz > SMALL_MAX)
+    return malloc_big(sz);
+  p = cache_alloc(size_to_class(sz));
+  if (AO_GPL_LIKELY(p != NULL)) {
+    track_alloc(p, sz);
+    return p;
+  }
+  return malloc_failed();
 #endif
 }
 
@@ -170,6 +191,22 @@ void AO_free(void *p)
 extern __typeof(AO_malloc) malloc REPLACE_ALIAS(AO_malloc)
     AO_ATTR_MALLOC AO_ATTR_ALLOC_SIZE(1);
 extern __typeof(AO_free) free REPLACE_ALIAS(AO_free);
+/* C++ operator delete (plain, array, sized: the size is ignored) is free
+ * itself, as for malloc: libstdc++'s own goes through two calls and a PLT
+ * jump to get here.  Operator new is in malloc_replace.c.  The mangled
+ * size_t is 'm' (unsigned long) on LP64, 'j' (unsigned int) on ILP32. */
+#if __SIZEOF_POINTER__ == 8
+# define CXX_SIZED(name) name##m
+#else
+# define CXX_SIZED(name) name##j
+#endif
+extern __typeof(AO_free) _ZdlPv REPLACE_ALIAS(AO_free);
+extern __typeof(AO_free) _ZdaPv REPLACE_ALIAS(AO_free);
+/* The sized ones take (void *, size_t): declared with free's type, since
+ * the caller passes and cleans up its arguments (every C ABI we build
+ * for), so an ignored second argument is harmless. */
+extern __typeof(AO_free) CXX_SIZED(_ZdlPv) REPLACE_ALIAS(AO_free);
+extern __typeof(AO_free) CXX_SIZED(_ZdaPv) REPLACE_ALIAS(AO_free);
 #endif
 
 void AO_malloc_enable_mmap(void)

@@ -234,17 +234,19 @@ AO_GPL_INLINE struct region *region_of(const void *p)
 AO_GPL_INLINE unsigned page_class_of(const void *p)
 {
   uintptr_t a = (uintptr_t)p;
-  struct region *r;
+  uintptr_t off = a - (uintptr_t)ao_gpl_static_heap;
 
   if (AO_GPL_UNLIKELY(a & (ALIGNMENT - 1)))
     return PAGE_CLASS_FOREIGN;
-  if (a - (uintptr_t)ao_gpl_static_heap < AO_GPL_STATIC_HEAP_SIZE)
-    r = &ao_gpl_static_region;
-  else if (AO_GPL_LIKELY(os_unit_is_segment(p)))
-    r = (struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1));
-  else
-    return os_unit_is_mapped(p) ? PAGE_CLASS_LARGE : PAGE_CLASS_FOREIGN;
-  return r->page_class[(a - (uintptr_t)r->base) >> PAGE_SHIFT];
+  /* Each region's own return, so that the hot one needs no region
+   * pointer: the static heap's base is a link-time constant, and a
+   * segment's base is the segment itself (its header is at page 0). */
+  if (off < AO_GPL_STATIC_HEAP_SIZE)
+    return ao_gpl_static_region.page_class[off >> PAGE_SHIFT];
+  if (AO_GPL_LIKELY(os_unit_is_segment(p)))
+    return ((struct region *)(a & ~(uintptr_t)(SEGMENT_SIZE - 1)))
+        ->page_class[(a & (SEGMENT_SIZE - 1)) >> PAGE_SHIFT];
+  return os_unit_is_mapped(p) ? PAGE_CLASS_LARGE : PAGE_CLASS_FOREIGN;
 }
 
 /* The owner of the page holding p, which lies in the static heap or a
@@ -384,6 +386,9 @@ void *malloc_large(size_t sz, size_t align, unsigned *zero);
 /* 1 if p lies outside every byte the allocator manages (another
  * allocator's block, the loader's early heap...); malloc_replace.c. */
 int replace_is_foreign(const void *p);
+/* realloc(p, size), p != NULL, size != 0: a foreign p fails (ENOMEM);
+ * malloc_family.c. */
+void *replace_realloc(void *p, size_t size);
 #endif
 
 /* ---- checks.c: misuse of AO_free. ---- */

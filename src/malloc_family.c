@@ -129,7 +129,8 @@ void *AO_calloc(size_t n, size_t size)
     return NULL;
   }
   if (AO_GPL_LIKELY(total <= SMALL_MAX)) {
-    p = AO_malloc(total);
+    /* AO_malloc's small path, inline: one call less per calloc. */
+    p = handed_out(cache_alloc(size_to_class(total)), total);
     if (p != NULL)
       memset(p, 0, total);
     return p;
@@ -166,14 +167,11 @@ static AO_GPL_NOINLINE void *realloc_move(void *p, const struct block *b,
  * can hold the data.  Direct mappings that stay mappings are shrunk and
  * grown without a copy (large_resize).
  */
-void *AO_realloc(void *p, size_t size)
+static void *realloc_block(void *p, size_t size, const struct block *bp)
 {
-  struct block b;
+  struct block b = *bp;
   void *q;
 
-  if (p == NULL)
-    return AO_malloc(size);
-  block_find(p, "AO_realloc", &b);
   if (AO_GPL_LIKELY(size <= b.usable)) {
     if (AO_GPL_LIKELY(size > b.usable / 2)
         || (b.c < NUM_SIZE_CLASSES && size != 0
@@ -198,6 +196,37 @@ void *AO_realloc(void *p, size_t size)
   }
   return realloc_move(p, &b, size);
 }
+
+void *AO_realloc(void *p, size_t size)
+{
+  struct block b;
+
+  if (p == NULL)
+    return AO_malloc(size);
+  block_find(p, "AO_realloc", &b);
+  return realloc_block(p, size, &b);
+}
+
+#ifdef AO_GPL_MALLOC_REPLACEMENT
+/* realloc() of the replacement for p != NULL, size != 0: AO_realloc, but
+ * a pointer that was never ours fails with ENOMEM, left alone.  One
+ * lookup for our own blocks: replace_is_foreign is asked only about what
+ * block_find does not know, and a pointer into our memory that is no
+ * block start is reported as AO_realloc would. */
+void *replace_realloc(void *p, size_t size)
+{
+  struct block b;
+
+  if (AO_GPL_UNLIKELY(!block_find(p, NULL, &b))) {
+    if (replace_is_foreign(p)) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    block_find(p, "AO_realloc", &b);
+  }
+  return realloc_block(p, size, &b);
+}
+#endif
 
 /*
  * Alignments up to PAGE_SIZE come from the size classes when one fits:

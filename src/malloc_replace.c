@@ -16,7 +16,9 @@
  * The __libc_* names are glibc's exported aliases, which some programs and
  * tools call directly.  mallopt, mallinfo, mallinfo2, malloc_stats,
  * malloc_info and malloc_trim would otherwise report glibc's unused heap.
- * free_sized and free_aligned_sized (C23) just free.
+ * free_sized and free_aligned_sized (C23) just free.  C++ operator new
+ * (plain and array, throwing and nothrow) is here and operator delete
+ * (plain, array, sized) aliases free: see "C++ operator new" below.
  *
  * glibc semantics kept where programs rely on them, where AO_* differs:
  *  - realloc(p, 0) with p != NULL frees p and returns NULL (AO_realloc
@@ -35,9 +37,13 @@
  * mapping of ours that another thread unmaps or moves meanwhile
  * (large_lookup reads a side table, never the mapping).
  */
+#ifndef _GNU_SOURCE
+# define _GNU_SOURCE 1          /* RTLD_NEXT */
+#endif
 #include "internal.h"
 #include "atomic_ops_malloc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -100,11 +106,7 @@ REPLACE_API void *realloc(void *p, size_t size)
     AO_free(p);
     return NULL;
   }
-  if (AO_GPL_UNLIKELY(replace_is_foreign(p))) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  return AO_realloc(p, size);
+  return replace_realloc(p, size);
 }
 
 REPLACE_API void *reallocarray(void *p, size_t n, size_t size)
@@ -301,6 +303,92 @@ REPLACE_API void free_aligned_sized(void *p, size_t alignment, size_t size)
 REPLACE_API void cfree(void *p)
 {
   AO_free(p);
+}
+
+/*
+ * C++ operator new.  The C++ runtime's own calls malloc through a PLT
+ * jump (and array new calls plain new through another): a program that
+ * news and deletes small objects pays for them on every call.  Ours is
+ * AO_malloc while it succeeds.  On failure C can neither throw
+ * std::bad_alloc nor know the runtime's new_handler, so the next
+ * definition of the same operator (libstdc++'s or libc++'s, which is what
+ * the program got before us) takes over: it retries through malloc, i.e.
+ * us, calls the new_handler while one is set, and throws or returns NULL
+ * as its kind requires.  The exception unwinds through the C frames
+ * below: libaomalloc is built with -fexceptions for their unwind tables.
+ * Aligned new (align_val_t) is left to the runtime: it calls
+ * aligned_alloc, ours, and is not a hot path.
+ */
+#if __SIZEOF_POINTER__ == 8
+# define CXX_NEW(kind, tail) _Zn##kind##m##tail
+# define CXX_NAME(kind, tail) "_Zn" #kind "m" #tail
+#else
+# define CXX_NEW(kind, tail) _Zn##kind##j##tail
+# define CXX_NAME(kind, tail) "_Zn" #kind "j" #tail
+#endif
+void *CXX_NEW(w, )(size_t size);
+void *CXX_NEW(a, )(size_t size);
+void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag);
+void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag);
+
+/* Weak: before glibc 2.34 dlsym is in libdl, which a program need not
+ * load; libaomalloc must load without it (a failing new then aborts). */
+#pragma weak dlsym
+
+/* The operator called name that comes after ours in the lookup order. */
+static AO_GPL_NOINLINE void *cxx_next(const char *name)
+{
+  void *(*find)(void *, const char *) = dlsym;
+  void *next = find != NULL ? find(RTLD_NEXT, name) : NULL;
+
+  if (next == NULL)
+    misuse_report(name, NULL, "no C++ runtime's operator new found "
+                              "to report an allocation failure");
+  return next;
+}
+
+REPLACE_API void *CXX_NEW(w, )(size_t size)
+{
+  void *p = AO_malloc(size);
+  void *(*next)(size_t);
+
+  if (AO_GPL_LIKELY(p != NULL))
+    return p;
+  *(void **)&next = cxx_next(CXX_NAME(w, ));
+  return next(size);
+}
+
+REPLACE_API void *CXX_NEW(a, )(size_t size)
+{
+  void *p = AO_malloc(size);
+  void *(*next)(size_t);
+
+  if (AO_GPL_LIKELY(p != NULL))
+    return p;
+  *(void **)&next = cxx_next(CXX_NAME(a, ));
+  return next(size);
+}
+
+REPLACE_API void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag)
+{
+  void *p = AO_malloc(size);
+  void *(*next)(size_t, const void *);
+
+  if (AO_GPL_LIKELY(p != NULL))
+    return p;
+  *(void **)&next = cxx_next(CXX_NAME(w, RKSt9nothrow_t));
+  return next(size, tag);
+}
+
+REPLACE_API void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag)
+{
+  void *p = AO_malloc(size);
+  void *(*next)(size_t, const void *);
+
+  if (AO_GPL_LIKELY(p != NULL))
+    return p;
+  *(void **)&next = cxx_next(CXX_NAME(a, RKSt9nothrow_t));
+  return next(size, tag);
 }
 
 REPLACE_API void *__libc_malloc(size_t size)

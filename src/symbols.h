@@ -91,8 +91,9 @@
 /* malloc_stats.c */
 #define stats_foreign_free ao_gpl_stats_foreign_free
 
-/* malloc_replace.c (libaomalloc only) */
+/* malloc_replace.c and malloc_family.c (libaomalloc only) */
 #define replace_is_foreign ao_gpl_replace_is_foreign
+#define replace_realloc ao_gpl_replace_realloc
 
 /* checks.c (checks_* exist only in --enable-checks builds) */
 #define misuse_report ao_gpl_misuse_report

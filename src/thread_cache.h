@@ -64,6 +64,13 @@ void cache_flush_self(void);
 /* Give back the caches of threads that are gone; how many were drained. */
 int cache_reclaim_dead(void);
 
+/*
+ * The hit paths below are leaves: no call, so the compiler saves no
+ * register and sets up no frame for them; a miss leaves by a tail call
+ * (cache_alloc_slow) or through a cold out-of-line helper
+ * (cache_free_overflow).  cache_alloc gives NULL only when the heap is
+ * exhausted; the caller sets errno.
+ */
 AO_GPL_INLINE void *cache_alloc(unsigned size_class)
 {
   struct thread_cache *tc = ao_gpl_tcache;
@@ -78,14 +85,27 @@ AO_GPL_INLINE void *cache_alloc(unsigned size_class)
     if (AO_GPL_LIKELY(p != NULL)) {
       b->head = free_link_get(p);
       b->count--;
+      AO_compiler_barrier();
+      tc->busy = 0;
+      track_cache_release(tc);
+      return p;
     }
     AO_compiler_barrier();
     tc->busy = 0;
     track_cache_release(tc);
-    if (AO_GPL_LIKELY(p != NULL))
-      return p;
   }
   return cache_alloc_slow(size_class);
+}
+
+/* cache_free's overflow: flush the bin, then end the cache operation.
+ * Out of line so that the hit path of cache_free calls nothing. */
+static AO_GPL_NOINLINE __attribute__((__cold__, __unused__))
+void cache_free_overflow(struct thread_cache *tc, struct cache_bin *b)
+{
+  cache_flush_bin(tc, b);
+  AO_compiler_barrier();
+  tc->busy = 0;
+  track_cache_release(tc);
 }
 
 /* 1 if the block went into this thread's cache. */
@@ -100,8 +120,10 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
     AO_compiler_barrier();
     free_link_set(p, b->head);
     b->head = p;
-    if (AO_GPL_UNLIKELY(++b->count > b->limit))
-      cache_flush_bin(tc, b);
+    if (AO_GPL_UNLIKELY(++b->count > b->limit)) {
+      cache_free_overflow(tc, b);
+      return 1;
+    }
     AO_compiler_barrier();
     tc->busy = 0;
     track_cache_release(tc);

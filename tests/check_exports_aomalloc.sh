@@ -36,7 +36,10 @@ fail() {
   status=1
 }
 
-expected=$(LC_ALL=C sort <<'EOF_LIST'
+# C++ operators: size_t mangles as m (unsigned long) on LP64, j on ILP32.
+z=m
+readelf -h "$lib" | grep -q 'Class:.*ELF32' && z=j
+expected=$(LC_ALL=C sort <<EOF_LIST
 AO_aligned_alloc
 AO_calloc
 AO_free
@@ -48,6 +51,14 @@ AO_malloc_trim
 AO_malloc_usable_size
 AO_posix_memalign
 AO_realloc
+_ZdaPv
+_ZdaPv$z
+_ZdlPv
+_ZdlPv$z
+_Zna$z
+_Zna${z}RKSt9nothrow_t
+_Znw$z
+_Znw${z}RKSt9nothrow_t
 __libc_calloc
 __libc_free
 __libc_malloc
