@@ -286,8 +286,8 @@ static unsigned class_batch(unsigned size_class)
  * allocate-all-then-free-all cycle stays in the cache.  A thread that
  * only frees a class (a consumer) never refills it and keeps the base
  * limit.  The growth of all bins of a thread is bounded by GROW_BUDGET
- * bytes: past it, a grown bin of another class is shrunk back first
- * (round robin), its excess flushed.  Only where memory can grow: with the
+ * bytes: past it, grown bins of other classes shrink by a batch first
+ * (round robin), their excess flushed.  Only where memory can grow: with the
  * static heap alone, blocks held in a cache are out of reach of every
  * other thread and handler.  cache_flush_all (trim, thread exit, drains,
  * memory exhaustion) puts every limit back to its base.
@@ -333,8 +333,11 @@ static void bin_flush_to(struct cache_bin *b, unsigned keep)
   central_free_chain(rest);
 }
 
-/* Shrink grown bins other than c's, round robin, until `bytes` more fit
- * in the budget; 1 if they do.  Each bin visited at most once. */
+/* Shrink grown bins other than c's by a batch each, round robin, until
+ * `bytes` more fit in the budget; 1 if they do.  A batch at a time, and
+ * only the blocks above the new limit flushed: a pattern that keeps more
+ * classes busy than the budget holds would otherwise flush whole bins
+ * back and forth.  Each bin visited at most once per call. */
 static int bin_steal(struct thread_cache *tc, unsigned c, size_t bytes)
 {
   unsigned n, v = tc->victim;
@@ -342,13 +345,13 @@ static int bin_steal(struct thread_cache *tc, unsigned c, size_t bytes)
   for (n = 0; n < NUM_SIZE_CLASSES && tc->grown_bytes + bytes > GROW_BUDGET;
        n++, v = (v + 1) % NUM_SIZE_CLASSES) {
     struct cache_bin *b = &tc->bins[v];
-    unsigned base = bin_base(v);
+    unsigned step = class_batch(v);
 
-    if (v == c || b->limit <= base)
+    if (v == c || b->limit < bin_base(v) + step)
       continue;
-    tc->grown_bytes -= (size_t)(b->limit - base) * class_size(v);
-    b->limit = base;
-    bin_flush_to(b, base);
+    tc->grown_bytes -= (size_t)step * class_size(v);
+    b->limit -= step;
+    bin_flush_to(b, b->limit);
   }
   tc->victim = v;
   return tc->grown_bytes + bytes <= GROW_BUDGET;
