@@ -157,27 +157,63 @@ void central_free(struct span *d, void *block)
     list_push(d);
 }
 
+/* A span's share of a chain being given back: its blocks, linked. */
+struct chain_group {
+  struct span *d;
+  void *first, *last;            /* last is the first block met */
+  unsigned k;
+};
+/* Spans gathered per pass: a cache's chain of one class spans few of
+ * them; a longer tail just takes another pass. */
+#define CHAIN_GROUPS 16
+
+static void put_groups(struct chain_group *g, unsigned n)
+{
+  unsigned i;
+
+  for (i = 0; i < n; i++)
+    if (span_put_chain(g[i].d, g[i].first, g[i].last, g[i].k))
+      list_push(g[i].d);
+}
+
 /*
- * Give back a NULL-terminated chain of blocks of one class.  Consecutive
- * blocks of the same span (the common case: caches hand back what they
- * took) go back with one CAS, linked as they are.
+ * Give back a NULL-terminated chain of blocks (any classes and spans).
+ * Blocks are regrouped by span, each block pushed onto its group (it was
+ * just read, so writing its link costs nothing), and each span gets its
+ * share with one CAS: frees in random order would otherwise cost one CAS
+ * per block, each on a different anchor.
  */
 void central_free_chain(void *chain)
 {
-  while (chain != NULL) {
-    struct span *d = span_of(chain);
-    void *first = chain, *last = chain;
-    unsigned k = 1;
+  struct chain_group g[CHAIN_GROUPS];
+  unsigned n = 0, hit = 0, i;
 
-    chain = free_link_get(chain);
-    while (chain != NULL && span_of(chain) == d) {
-      last = chain;
-      chain = free_link_get(chain);
-      k++;
+  while (chain != NULL) {
+    void *p = chain;
+    struct span *d = span_of(p);
+
+    chain = free_link_get(p);
+    if (n == 0 || g[hit].d != d) {
+      for (i = 0; i < n && g[i].d != d; i++)
+        ;
+      if (i == n) {
+        if (n == CHAIN_GROUPS) {
+          put_groups(g, n);
+          i = n = 0;
+        }
+        g[i].d = d;
+        g[i].last = p;
+        g[i].first = NULL;
+        g[i].k = 0;
+        n++;
+      }
+      hit = i;
     }
-    if (span_put_chain(d, first, last, k))
-      list_push(d);
+    free_link_set(p, g[hit].first);
+    g[hit].first = p;
+    g[hit].k++;
   }
+  put_groups(g, n);
 }
 
 /*

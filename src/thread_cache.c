@@ -278,6 +278,102 @@ static unsigned class_batch(unsigned size_class)
   return n < 1 ? 1 : n > 128 ? 128 : (unsigned)n;
 }
 
+/*
+ * Adaptive bin limits.  A bin starts at twice its batch.  A bin that
+ * overflows after it was refilled since its last flush serves a thread
+ * that both allocates and frees the class in bulk: its limit grows by a
+ * batch instead of flushing, up to a cap per bin, so that an
+ * allocate-all-then-free-all cycle stays in the cache.  A thread that
+ * only frees a class (a consumer) never refills it and keeps the base
+ * limit.  The growth of all bins of a thread is bounded by GROW_BUDGET
+ * bytes: past it, grown bins of other classes shrink by a batch first
+ * (round robin), their excess flushed.  Only where memory can grow: with the
+ * static heap alone, blocks held in a cache are out of reach of every
+ * other thread and handler.  cache_flush_all (trim, thread exit, drains,
+ * memory exhaustion) puts every limit back to its base.
+ */
+#define GROW_BUDGET ((size_t)1 << 20)
+#define BIN_CAP_BYTES ((size_t)128 << 10)
+#define BIN_CAP_BLOCKS 1024u
+#define WORD_BITS (8 * sizeof(AO_t))
+
+static unsigned bin_base(unsigned c)
+{
+  return 2 * class_batch(c);
+}
+
+static unsigned bin_cap(unsigned c)
+{
+  size_t n = BIN_CAP_BYTES / class_size(c);
+  unsigned base = bin_base(c);
+
+  if (n > BIN_CAP_BLOCKS)
+    n = BIN_CAP_BLOCKS;
+  return n > base ? (unsigned)n : base;
+}
+
+/* Called with tc->busy set: give back all but the newest keep blocks. */
+static void bin_flush_to(struct cache_bin *b, unsigned keep)
+{
+  void *last = b->head, *rest;
+  unsigned i;
+
+  if (b->count <= keep)
+    return;
+  if (keep == 0) {
+    rest = b->head;
+    b->head = NULL;
+  } else {
+    for (i = 1; i < keep; i++)
+      last = free_link_get(last);
+    rest = free_link_get(last);
+    free_link_set(last, NULL);
+  }
+  b->count = keep;
+  central_free_chain(rest);
+}
+
+/* Shrink grown bins other than c's by a batch each, round robin, until
+ * `bytes` more fit in the budget; 1 if they do.  A batch at a time, and
+ * only the blocks above the new limit flushed: a pattern that keeps more
+ * classes busy than the budget holds would otherwise flush whole bins
+ * back and forth.  Each bin visited at most once per call. */
+static int bin_steal(struct thread_cache *tc, unsigned c, size_t bytes)
+{
+  unsigned n, v = tc->victim;
+
+  for (n = 0; n < NUM_SIZE_CLASSES && tc->grown_bytes + bytes > GROW_BUDGET;
+       n++, v = (v + 1) % NUM_SIZE_CLASSES) {
+    struct cache_bin *b = &tc->bins[v];
+    unsigned step = class_batch(v);
+
+    if (v == c || b->limit < bin_base(v) + step)
+      continue;
+    tc->grown_bytes -= (size_t)step * class_size(v);
+    b->limit -= step;
+    bin_flush_to(b, b->limit);
+  }
+  tc->victim = v;
+  return tc->grown_bytes + bytes <= GROW_BUDGET;
+}
+
+/* Called with tc->busy set, on overflow of bin c: 1 if its limit grew. */
+static int bin_grow(struct thread_cache *tc, unsigned c)
+{
+  struct cache_bin *b = &tc->bins[c];
+  unsigned step = class_batch(c);
+  size_t bytes = (size_t)step * class_size(c);
+
+  if (!(tc->refilled[c / WORD_BITS] >> (c % WORD_BITS) & 1)
+      || b->limit + step > bin_cap(c) || !span_memory_can_grow()
+      || (tc->grown_bytes + bytes > GROW_BUDGET
+          && !bin_steal(tc, c, bytes)))
+    return 0;
+  b->limit += step;
+  tc->grown_bytes += bytes;
+  return 1;
+}
+
 /* A new cache, OWNED by tid, busy, on the registry. */
 static struct thread_cache *registry_add(long tid)
 {
@@ -291,12 +387,16 @@ static struct thread_cache *registry_add(long tid)
   tc->busy = 1;
   tc->shard = (unsigned)(AO_fetch_and_add1(&next_shard) % CENTRAL_SHARDS);
   tc->run_bytes = 0;
+  tc->grown_bytes = 0;
+  tc->victim = 0;
+  for (c = 0; c < sizeof(tc->refilled) / sizeof(tc->refilled[0]); c++)
+    tc->refilled[c] = 0;
   for (c = 0; c < RUN_CACHE_SLOTS; c++)
     tc->runs[c] = NULL;
   for (c = 0; c < NUM_SIZE_CLASSES; c++) {
     tc->bins[c].head = NULL;
     tc->bins[c].count = 0;
-    tc->bins[c].limit = 2 * class_batch(c);
+    tc->bins[c].limit = bin_base(c);
   }
   tc->owner.AO_val1 = OWNER(tid, CACHE_OWNED);
   tc->owner.AO_val2 = 0;
@@ -385,6 +485,7 @@ void *cache_alloc_slow(unsigned size_class)
       p = chain;
       b->head = free_link_get(chain);
       b->count = n - 1;
+      tc->refilled[size_class / WORD_BITS] |= (AO_t)1 << (size_class % WORD_BITS);
     }
   }
   AO_compiler_barrier();
@@ -401,24 +502,16 @@ int cache_free_slow(unsigned size_class, void *p)
   return cache_free(size_class, p);
 }
 
-/* Called with tc->busy set: keep the newest limit / 2 blocks. */
+/* Called with tc->busy set, when the bin went over its limit: grow the
+ * limit, or keep the newest limit / 2 blocks. */
 void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b)
 {
-  unsigned keep = b->limit / 2, i;
-  void *last = b->head, *rest;
+  unsigned c = (unsigned)(b - tc->bins);
 
-  (void)tc;
-  if (keep == 0) {
-    rest = b->head;
-    b->head = NULL;
-  } else {
-    for (i = 1; i < keep; i++)
-      last = free_link_get(last);
-    rest = free_link_get(last);
-    free_link_set(last, NULL);
-  }
-  b->count = keep;
-  central_free_chain(rest);
+  if (bin_grow(tc, c))
+    return;
+  tc->refilled[c / WORD_BITS] &= ~((AO_t)1 << (c % WORD_BITS));
+  bin_flush_to(b, b->limit / 2);
 }
 
 void *cache_alloc_run(size_t size, size_t align)
@@ -498,12 +591,17 @@ static void cache_flush_all(struct thread_cache *tc)
   unsigned c;
 
   for (c = 0; c < NUM_SIZE_CLASSES; c++) {
-    void *chain = tc->bins[c].head;
+    struct cache_bin *b = &tc->bins[c];
+    void *chain = b->head;
 
-    tc->bins[c].head = NULL;
-    tc->bins[c].count = 0;
+    b->head = NULL;
+    b->count = 0;
+    b->limit = bin_base(c);
     central_free_chain(chain);
   }
+  tc->grown_bytes = 0;
+  for (c = 0; c < sizeof(tc->refilled) / sizeof(tc->refilled[0]); c++)
+    tc->refilled[c] = 0;
   for (c = 0; c < RUN_CACHE_SLOTS; c++) {
     struct span *d = tc->runs[c];
 

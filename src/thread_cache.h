@@ -30,7 +30,7 @@
 struct cache_bin {
   void *head;                    /* free blocks, linked by their 1st word */
   unsigned count;                /* blocks in the list */
-  unsigned limit;                /* above it, flush down to limit / 2 */
+  unsigned limit;                /* above it, grow it or flush to limit / 2 */
 };
 
 /* A thread without a cache points at this one: always busy, so the fast
@@ -42,6 +42,13 @@ struct thread_cache {
   unsigned shard;                /* preferred central shard */
   size_t run_bytes;              /* bytes held in runs[] */
   struct span *runs[RUN_CACHE_SLOTS];   /* freed page runs, for reuse */
+  /* Adaptive bin limits (thread_cache.c): bytes the limits were raised
+   * by, over all bins; bins refilled since their last flush (a bit per
+   * class); where the next bin to shrink is looked for. */
+  size_t grown_bytes;
+  AO_t refilled[(NUM_SIZE_CLASSES + 8 * sizeof(AO_t) - 1)
+                / (8 * sizeof(AO_t))];
+  unsigned victim;
   struct cache_bin bins[NUM_SIZE_CLASSES];
   /* The registry (thread_cache.c): never freed, so always readable. */
   struct thread_cache *next;     /* insert-only list of every cache */
