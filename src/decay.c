@@ -32,7 +32,12 @@ static volatile AO_t last_step;
 
 void decay_tick(void)
 {
-  AO_t now = (AO_t)os_now_ms(), last = AO_load(&last_step);
+  decay_tick_at(os_now_ms());
+}
+
+void decay_tick_at(uint64_t now_ms)
+{
+  AO_t now = (AO_t)now_ms, last = AO_load(&last_step);
 
   if (now - last < DECAY_STEP_MS
       || !AO_compare_and_swap_full(&last_step, last, now))

@@ -386,6 +386,8 @@ void large_decay(uint64_t now_ms);
  * clock and, at most once per step period for the whole process, runs a
  * decay step (one caller at a time; the others return at once). */
 void decay_tick(void);
+/* The same, for a caller that has just read the clock. */
+void decay_tick_at(uint64_t now_ms);
 struct thread_cache;
 /* The fast path's countdown ran out: rearm it, then decay_tick(). */
 void decay_tick_cache(struct thread_cache *tc);

@@ -131,7 +131,7 @@ static struct large_header *cache_take(size_t want)
   return h;
 }
 
-static int cache_keep(struct large_header *h)
+static int cache_keep(struct large_header *h, uint64_t now_ms)
 {
   struct span *node;
   AO_t bytes;
@@ -149,7 +149,7 @@ static int cache_keep(struct large_header *h)
     return 0;
   }
   node->run.page_base = (char *)h;
-  node->run.first = (unsigned)os_now_ms();
+  node->run.first = (unsigned)now_ms;
   AO_fetch_and_add1(&cached_maps);
   lf_stack_push(&cache, &node->link);
   return 1;
@@ -287,8 +287,11 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
   map_size = (size + (size == 0) + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   h = cache_take(map_size);
   *zero = 0;
-  if (h != NULL && !fits_whole(h->map_size, map_size))
+  if (h != NULL && !fits_whole(h->map_size, map_size)) {
     h = cache_fit(h, map_size);
+    if (h != NULL)
+      peak_note();
+  }
   if (h == NULL) {
     /* Segment alignment: AO_free finds the header by masking the pointer. */
     h = os_map_aligned(map_size, SEGMENT_SIZE);
@@ -304,11 +307,10 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
     live_add(map_size, 1);
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
     *zero = 1;
+    peak_note();
   }
   h->offset = offset;
   entry_set(h, h->map_size, offset);
-  peak_note();
-  decay_tick();
   return (char *)h + offset;
 }
 
@@ -388,9 +390,12 @@ void *large_resize(struct large_header *h, size_t size)
 #endif
 }
 
+/* A program that frees only page runs (no small block, no mapping)
+ * reaches the decay here; a run free costs far more than the clock. */
 void large_free_run(struct span *d)
 {
   span_free_run(d);
+  decay_tick();
 }
 
 /* Only the side table is read: p may be anybody's pointer, and the
@@ -420,15 +425,18 @@ enum large_where large_lookup(const void *p, struct large_header **h)
 /* Only the owner of a large mapping ever reaches it, and it is on no list
  * (the cache links descriptors): unmapping cannot pull memory from under a
  * concurrent reader. */
+/* One clock read per free serves the cache's age stamp and the tick. */
 void large_free_mapping(struct large_header *h)
 {
+  uint64_t now = os_now_ms();
+
   entry_clear(h);
-  if (!cache_keep(h)) {
+  if (!cache_keep(h, now)) {
     live_add(-h->map_size, (AO_t)-1);
     track_release(h, h->map_size);
     os_unmap(h, h->map_size);
   }
-  decay_tick();
+  decay_tick_at(now);
 }
 
 int large_trim(void)

@@ -83,6 +83,7 @@
 
 /* decay.c */
 #define decay_tick ao_gpl_decay_tick
+#define decay_tick_at ao_gpl_decay_tick_at
 #define decay_tick_cache ao_gpl_decay_tick_cache
 
 /* thread_cache.c */
