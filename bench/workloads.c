@@ -11,7 +11,7 @@
  * Every workload runs the same code for every API: only the two calls differ.
  *
  * Usage: bench_<api> WORKLOAD...   (WORKLOAD: pairs batch threads bulk
- *        prodcons rss signal return, or all)
+ *        prodcons rss signal return decay, or all)
  * Output: one "figure value unit" line per figure; lines starting with '#'
  * are information.  Environment:
  *   BENCH_SCALE           multiplier of every timed phase (default 1.0);
@@ -1029,6 +1029,108 @@ static void wl_return(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* 8. Decay: ~300 MiB in mixed sizes (16 B - 64 KiB, plus a few 1-8 MiB
+ * blocks), ~all freed, then light use (a few hundred pairs every 10 ms)
+ * for 2 s and no trim call: the resident share of the growth at 0, 1, 2 s.
+ * Runs in-process (short, bounded); ours also prints where the rest is. */
+
+#define DECAY_CAP (1u << 20)
+#define DECAY_SMALL ((size_t)280 << 20)
+#define DECAY_LARGE_N 4
+
+#if defined(BENCH_API_OURS) && defined(AO_HAVE_malloc_stats)
+static void decay_where(const char *when)
+{
+  struct AO_malloc_stats st;
+  const double MiB = 1048576.0;
+  AO_malloc_stats(&st);
+  printf("# decay %s: free_pages %.1f (released %.1f) thread_cached %.1f "
+         "span_free %.1f large_cached %.1f in_use %.1f MiB\n", when,
+         st.free_pages / MiB, st.free_released / MiB, st.thread_cached / MiB,
+         st.span_free / MiB, st.large_cached / MiB, st.in_use / MiB);
+}
+#else
+static void decay_where(const char *when) { (void)when; }
+#endif
+
+static void wl_decay(void)
+{
+  uint32_t *sizes = map_array(DECAY_CAP * sizeof *sizes);
+  void **ptrs = map_array(DECAY_CAP * sizeof *ptrs);
+  void *live[64] = {0};
+  uint64_t s = 29;
+  size_t n = 0, bytes = 0, keep = 0;
+  while (bytes < DECAY_SMALL && n < DECAY_CAP) {
+    /* mostly small, some up to 64 KiB */
+    sizes[n] = (uint32_t)(rng_range(&s, 0, 7) ? rng_range(&s, 16, 1024)
+                                              : rng_range(&s, 1025, 65536));
+    bytes += sizes[n++];
+  }
+  for (size_t i = 0; i < DECAY_LARGE_N && n < DECAY_CAP; i++) {
+    sizes[n] = (uint32_t)rng_range(&s, 1u << 20, 8u << 20);
+    bytes += sizes[n++];
+  }
+  if (n % 7919 == 0)                   /* the free order is a permutation */
+    bytes -= sizes[--n];
+  B_FREE(B_MALLOC(64));
+  size_t rss0 = rss_bytes();
+  for (size_t i = 0; i < n; i++) {
+    ptrs[i] = B_MALLOC(sizes[i]);
+    if (!ptrs[i])
+      oom();
+    memset(ptrs[i], 0x5a, sizes[i]);
+  }
+  size_t peak = rss_bytes();
+  /* free ~all: one object in 1000 stays */
+  for (size_t i = 0; i < n; i++) {
+    size_t j = (i * 7919u) % n;        /* a scattered order */
+    if (j % 1000 == 999)
+      keep += sizes[j];
+    else
+      B_FREE(ptrs[j]);
+  }
+  const double growth = (double)peak - (double)rss0;
+  printf("# decay: %zu objects, %.1f MiB, %.1f MiB kept\n", n,
+         (double)bytes / 1048576.0, (double)keep / 1048576.0);
+  printf("decay_resident_0s %.1f %%\n",
+         100.0 * ((double)rss_bytes() - (double)rss0) / growth);
+  decay_where("0s");
+  uint64_t t0 = now_ns();
+  int reported = 0;
+  for (unsigned round = 0;; round++) {
+    double t = (double)(now_ns() - t0) / 1e9;
+    if (!reported && t >= 1.0) {
+      printf("decay_resident_1s %.1f %%\n",
+             100.0 * ((double)rss_bytes() - (double)rss0) / growth);
+      decay_where("1s");
+      reported = 1;
+    }
+    if (t >= 2.0)
+      break;
+    for (unsigned k = 0; k < 300; k++) {     /* light use: cache hits */
+      unsigned slot = (round * 300 + k) % 64;
+      B_FREE(live[slot]);
+      live[slot] = B_MALLOC(16 + (k % 16) * 16);
+      if (!live[slot])
+        oom();
+      touch(live[slot], k);
+    }
+    sleep_s(0.010);
+  }
+  printf("decay_resident_2s %.1f %%\n",
+         100.0 * ((double)rss_bytes() - (double)rss0) / growth);
+  decay_where("2s");
+  fflush(stdout);
+  for (unsigned k = 0; k < 64; k++)
+    B_FREE(live[k]);
+  for (size_t i = 0; i < n; i++)
+    if (i % 1000 == 999)
+      B_FREE(ptrs[i]);
+  unmap_array(ptrs, DECAY_CAP * sizeof *ptrs);
+  unmap_array(sizes, DECAY_CAP * sizeof *sizes);
+}
+
+/* ------------------------------------------------------------------------ */
 
 static void print_info(void)
 {
@@ -1050,7 +1152,7 @@ static const struct {
   {"pairs", wl_pairs}, {"batch", wl_batch}, {"threads", wl_threads},
   {"bulk", wl_bulk},
   {"prodcons", wl_prodcons}, {"rss", wl_rss}, {"signal", wl_signal},
-  {"return", wl_return},
+  {"return", wl_return}, {"decay", wl_decay},
 };
 
 int main(int argc, char **argv)
@@ -1060,7 +1162,7 @@ int main(int argc, char **argv)
     g_scale = atof(e);
   if (argc < 2) {
     fprintf(stderr, "usage: %s all|pairs|batch|threads|bulk|prodcons|rss|signal"
-            "|return...\n", argv[0]);
+            "|return|decay...\n", argv[0]);
     return 2;
   }
 #if BENCH_IS_AO

@@ -24,6 +24,8 @@ static volatile AO_t static_bitmap[STATIC_WORDS] = {
   [STATIC_WORDS - 1] = STATIC_TAIL_MASK
 };
 static volatile AO_t static_dirty[STATIC_WORDS];
+/* Decay (chunk_decay): the free dirty pages seen at the last step. */
+static volatile AO_t static_seen[STATIC_WORDS];
 static unsigned char static_page_class[STATIC_PAGES];
 static struct span *volatile static_owner[STATIC_PAGES];
 
@@ -47,6 +49,7 @@ struct segment_layout {
   struct region header;
   volatile AO_t bitmap[WORDS(SEGMENT_PAGES)];
   volatile AO_t dirty[WORDS(SEGMENT_PAGES)];
+  volatile AO_t seen[WORDS(SEGMENT_PAGES)];  /* as static_seen */
   unsigned char page_class[SEGMENT_PAGES];
   /* On its own pages, so a trim can drop it while the segment is empty. */
   struct span *volatile owner[SEGMENT_PAGES]
@@ -282,6 +285,7 @@ void chunk_free_pages(const struct page_run *run)
 struct trim_job {
   struct region *r;
   unsigned w;                    /* bitmap word, or owner-map page group */
+  AO_t mask;                     /* word_trim: only these free dirty pages */
 };
 
 /* Claim the free dirty pages of one bitmap word, release their memory,
@@ -301,7 +305,7 @@ static int word_trim_window(void *arg)
   trim_window_open();
   do {
     v = AO_load(word);
-    claim = AO_load(dirty) & ~v;
+    claim = AO_load(dirty) & ~v & job->mask;
     if (claim == 0) {
       trim_window_close();
       return 0;
@@ -341,15 +345,16 @@ static int word_trim_window(void *arg)
   return released;
 }
 
-static int word_trim(struct region *r, unsigned w)
+static int word_trim(struct region *r, unsigned w, AO_t mask)
 {
   struct trim_job job;
 
   /* Blocking signals costs two system calls: only for dirty free pages. */
-  if ((AO_load(&r->dirty[w]) & ~AO_load(&r->bitmap[w])) == 0)
+  if ((AO_load(&r->dirty[w]) & ~AO_load(&r->bitmap[w]) & mask) == 0)
     return 0;
   job.r = r;
   job.w = w;
+  job.mask = mask;
   return os_without_signals(word_trim_window, &job);
 }
 
@@ -400,6 +405,7 @@ static int segment_trim_owner_map(struct segment_layout *s)
   struct trim_job job;
 
   job.r = &s->header;
+  job.mask = 0;
   for (g = 0; g < groups; g++) {
     unsigned first = g * (unsigned)WORDS_PER_OWNER_PAGE;
 
@@ -424,13 +430,48 @@ int chunk_trim(void)
     unsigned w, words = WORDS(r->npages);
 
     for (w = 0; w < words; w++)
-      released |= word_trim(r, w);
+      released |= word_trim(r, w, ~(AO_t)0);
     if (r->kind == REGION_SEGMENT)
       released |= segment_trim_owner_map((struct segment_layout *)r);
     r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
                             : r->next;
   }
   return released;
+}
+
+/*
+ * A decay step (decay.c): release the pages that are free and dirty now
+ * and were so at the previous step too, i.e. free for a step period at
+ * least (or reused and freed again meanwhile: an approximation that only
+ * releases a little early).  Each release is a trim window, as in
+ * chunk_trim.  seen[] is a hint: steps do not overlap in the usual case,
+ * and when they do (a stepper stalled past a period), a lost store only
+ * delays or hastens one release.
+ */
+void chunk_decay(void)
+{
+  struct region *r = &ao_gpl_static_region;
+
+  while (r != NULL) {
+    unsigned w, words = WORDS(r->npages);
+    volatile AO_t *seen = r == &ao_gpl_static_region
+        ? static_seen : ((struct segment_layout *)r)->seen;
+
+    for (w = 0; w < words; w++) {
+      AO_t idle = AO_load(&r->dirty[w]) & ~AO_load(&r->bitmap[w]);
+      AO_t old = AO_load(&seen[w]);
+
+      if ((idle | old) == 0)
+        continue;
+      /* Those released now need no memory; the others start to age. */
+      AO_store(&seen[w], idle & ~old);
+      if ((idle & old) != 0)
+        word_trim(r, w, idle & old);
+    }
+    /* The page maps (0.2% of a segment) are left to AO_malloc_trim. */
+    r = r == &ao_gpl_static_region ? (struct region *)AO_load_acquire(&segments)
+                                   : r->next;
+  }
 }
 
 /*

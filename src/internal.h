@@ -141,6 +141,8 @@ int os_thread_gone(long tid);
 int os_without_signals(int (*fn)(void *), void *arg);
 /* Give the CPU away briefly; round counts the calls of one wait. */
 void os_pause(unsigned round);
+/* CLOCK_MONOTONIC in ms (async-signal-safe; errno kept). */
+uint64_t os_now_ms(void);
 
 /* ---- chunk_provider.c: page runs from the static heap and segments. ---- */
 struct span;
@@ -260,6 +262,9 @@ AO_GPL_INLINE struct span *chunk_owner(const void *p)
 /* Release the physical memory of free pages that were used since the last
  * trim; 1 if any was released. */
 int chunk_trim(void);
+/* A decay step: release the free dirty pages that were already free and
+ * dirty at the previous step (so free for one step period at least). */
+void chunk_decay(void);
 
 /* ---- span.c: span descriptors, anchors and carving. ---- */
 enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
@@ -374,6 +379,20 @@ enum large_where large_lookup(const void *p, struct large_header **h);
 void large_free_mapping(struct large_header *h);
 /* Unmap the cached large mappings; 1 if any. */
 int large_trim(void);
+/* A decay step at now_ms: unmap the mappings cached for about a second,
+ * let the cache budget follow the recent peak down. */
+void large_decay(uint64_t now_ms);
+
+/* ---- decay.c: free memory goes back to the OS by itself. ---- */
+/* Called on slow paths, and every few thousand fast-path frees: reads the
+ * clock and, at most once per step period for the whole process, runs a
+ * decay step (one caller at a time; the others return at once). */
+void decay_tick(void);
+/* The same, for a caller that has just read the clock. */
+void decay_tick_at(uint64_t now_ms);
+struct thread_cache;
+/* The fast path's countdown ran out: rearm it, then decay_tick(). */
+void decay_tick_cache(struct thread_cache *tc);
 
 /* ---- atomic_ops_malloc.c ---- */
 /* AO_malloc's path for sizes above SMALL_MAX, and for alignments above

@@ -10,24 +10,36 @@
 #define MAP_UNIT ((size_t)64 << 10)
 
 /*
- * Freed direct mappings are kept for reuse, up to LARGE_CACHE_BYTES in all,
- * in stacks by size octave: a steady stream of same-sized big objects then
- * costs no system call.  The stack nodes are spare span descriptors, not
- * the mappings themselves: a concurrent pop may read a node's link after
- * the node was taken, and a mapping may be unmapped, a descriptor never.
- * Node field: run.page_base = the mapping (its header holds the size).
+ * Freed direct mappings are kept for reuse, so that a program cycling big
+ * blocks stops paying a mapping, its page faults and its unmapping each
+ * time.  The budget follows the recent peak of the bytes in use in
+ * mappings (a quarter of it, at least LARGE_CACHE_BYTES), at most
+ * CACHE_MAPS mappings; a decay step (large_decay) unmaps those cached for
+ * LARGE_DECAY_MS and lowers the peak toward the current use.
+ *
+ * One stack, taken whole by a taker, which keeps the best fit and pushes
+ * the rest back: a concurrent taker may then find it empty and map anew
+ * (a miss, never a wait).  The stack nodes are spare span descriptors,
+ * not the mappings themselves: a concurrent pop may read a node's link
+ * after the node was taken, and a mapping may be unmapped, a descriptor
+ * never.  Node fields: run.page_base = the mapping (its header holds the
+ * size), run.first = the ms clock (truncated) when it was cached.
  */
 /* Each cached mapping holds a SEGMENT_SIZE unit of address space: on
- * 32-bit targets fewer bytes, so that they cannot take most units. */
+ * 32-bit targets fewer bytes, and no growth with the peak. */
 #if UINTPTR_MAX > 0xffffffffu
 # define LARGE_CACHE_BYTES ((size_t)64 << 20)
+# define PEAK_SHARE 4                  /* budget: peak / PEAK_SHARE */
 #else
 # define LARGE_CACHE_BYTES ((size_t)16 << 20)
+# define PEAK_SHARE ((size_t)-1)
 #endif
-#define OCTAVES (8 * sizeof(size_t))
+#define CACHE_MAPS 16
+#define LARGE_DECAY_MS 1000u
 
-static AO_stack_t cache[OCTAVES];
+static AO_stack_t cache;
 static volatile AO_t cache_bytes;
+static volatile AO_t recent_peak;      /* bytes in use in mappings */
 
 /* Statistics only (large_stats), changed next to the mmap and munmap
  * calls and the cache's own counter: every direct mapping alive (in use
@@ -47,33 +59,87 @@ static unsigned octave(size_t n)
          - (unsigned)__builtin_clzl((unsigned long)n);
 }
 
-static struct large_header *cache_take(size_t map_size)
+static struct large_header *node_map(struct span *node)
 {
-  AO_stack_t *list = &cache[octave(map_size)];
-  struct span *node = (struct span *)lf_stack_pop(list);
+  return (struct large_header *)node->run.page_base;
+}
+
+/* Raise the recent peak to the bytes now in use (a racy max: a lost
+ * raise is redone by the next mapping). */
+static void peak_note(void)
+{
+  AO_t use = AO_load(&live_bytes) - AO_load(&cache_bytes), peak;
+
+  while ((peak = AO_load(&recent_peak)) < use
+         && !AO_compare_and_swap(&recent_peak, peak, use))
+    ;
+}
+
+static size_t cache_budget(void)
+{
+  size_t b = (size_t)AO_load(&recent_peak) / PEAK_SHARE;
+
+  return b > LARGE_CACHE_BYTES ? b : LARGE_CACHE_BYTES;
+}
+
+/* Mappings in tracking builds are only reused whole (large_resize says
+ * why): a fit is then one that wastes at most a quarter. */
+#if defined(AO_GPL_TRACK_ASAN) || defined(AO_GPL_VALGRIND)
+# define CACHE_RESIZE 0
+#else
+# define CACHE_RESIZE 1
+#endif
+
+static int fits_whole(size_t have, size_t want)
+{
+  return have >= want && have - want <= want / 4;
+}
+
+/* The cached mapping best for want bytes: the smallest that holds them,
+ * else (resizable) the largest, which map_large grows; NULL if none. */
+static struct large_header *cache_take(size_t want)
+{
+  struct span *got[CACHE_MAPS * 2], *node;
+  unsigned n = 0, i, best = CACHE_MAPS * 2;
   struct large_header *h;
 
-  if (node == NULL)
-    return NULL;
-  h = (struct large_header *)node->run.page_base;
-  if (h->map_size < map_size) {       /* same octave, too small: keep it */
-    lf_stack_push(list, &node->link);
-    return NULL;
+  while (n < CACHE_MAPS * 2 && (node = (struct span *)lf_stack_pop(&cache)))
+    got[n++] = node;
+  for (i = 0; i < n; i++) {
+    size_t have = node_map(got[i])->map_size;
+
+    if (!CACHE_RESIZE && !fits_whole(have, want))
+      continue;
+    if (best == CACHE_MAPS * 2) {
+      best = i;
+    } else {
+      size_t b = node_map(got[best])->map_size;
+
+      if (have >= want ? b < want || have < b : b < want && have > b)
+        best = i;
+    }
   }
+  for (i = 0; i < n; i++)
+    if (i != best)
+      lf_stack_push(&cache, &got[i]->link);
+  if (best == CACHE_MAPS * 2)
+    return NULL;
+  h = node_map(got[best]);
   AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
   AO_fetch_and_sub1(&cached_maps);
-  span_descriptor_put(node);
+  span_descriptor_put(got[best]);
   return h;
 }
 
-static int cache_keep(struct large_header *h)
+static int cache_keep(struct large_header *h, uint64_t now_ms)
 {
   struct span *node;
   AO_t bytes;
 
   do {
     bytes = AO_load(&cache_bytes);
-    if (bytes + h->map_size > LARGE_CACHE_BYTES)
+    if (bytes + h->map_size > cache_budget()
+        || AO_load(&cached_maps) >= CACHE_MAPS)
       return 0;
   } while (!AO_compare_and_swap_full(&cache_bytes, bytes,
                                      bytes + h->map_size));
@@ -83,9 +149,23 @@ static int cache_keep(struct large_header *h)
     return 0;
   }
   node->run.page_base = (char *)h;
-  lf_stack_push(&cache[octave(h->map_size)], &node->link);
+  node->run.first = (unsigned)now_ms;
   AO_fetch_and_add1(&cached_maps);
+  lf_stack_push(&cache, &node->link);
   return 1;
+}
+
+/* The cached mapping goes back to the OS. */
+static void cache_drop(struct span *node)
+{
+  struct large_header *h = node_map(node);
+
+  AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
+  AO_fetch_and_sub1(&cached_maps);
+  span_descriptor_put(node);
+  live_add(-h->map_size, (AO_t)-1);
+  track_release(h, h->map_size);
+  os_unmap(h, h->map_size);
 }
 
 /*
@@ -150,6 +230,41 @@ static void entry_clear(struct large_header *h)
   AO_store_full(entry_of(h, 0), 0);
 }
 
+/*
+ * A cached mapping h (no side-table entry, nobody else's) made to hold
+ * exactly map_size bytes: the tail unmapped, or the mapping grown in
+ * place or moved (pages and all) to a larger fresh one, so that only the
+ * difference is faulted in.  NULL if it could not be done (h unmapped).
+ */
+static struct large_header *cache_fit(struct large_header *h, size_t map_size)
+{
+  struct large_header *q;
+
+  if (map_size < h->map_size) {
+    os_unmap_tail((char *)h + map_size, h->map_size - map_size);
+    live_add(map_size - h->map_size, 0);
+    h->map_size = map_size;
+    return h;
+  }
+  if (os_grow_in_place(h, h->map_size, map_size)) {
+    live_add(map_size - h->map_size, 0);
+    h->map_size = map_size;
+    return h;
+  }
+  q = os_map_aligned(map_size, SEGMENT_SIZE);
+  if (q != NULL && entry_of(q, 1) != NULL && os_move_onto(h, h->map_size, q)) {
+    live_add(map_size - q->map_size, 0);   /* the header moved */
+    q->base = (char *)q;
+    q->map_size = map_size;
+    return q;
+  }
+  if (q != NULL)
+    os_unmap(q, map_size);
+  live_add(-h->map_size, (AO_t)-1);
+  os_unmap(h, h->map_size);
+  return NULL;
+}
+
 /* The user pointer sits offset bytes into the mapping: LARGE_HEADER_SIZE,
  * or the alignment asked for when larger.  It must stay inside the first
  * SEGMENT_SIZE, where masking finds the header: alignments up to
@@ -172,6 +287,11 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
   map_size = (size + (size == 0) + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   h = cache_take(map_size);
   *zero = 0;
+  if (h != NULL && !fits_whole(h->map_size, map_size)) {
+    h = cache_fit(h, map_size);
+    if (h != NULL)
+      peak_note();
+  }
   if (h == NULL) {
     /* Segment alignment: AO_free finds the header by masking the pointer. */
     h = os_map_aligned(map_size, SEGMENT_SIZE);
@@ -187,9 +307,10 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
     live_add(map_size, 1);
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
     *zero = 1;
+    peak_note();
   }
   h->offset = offset;
-  entry_set(h, map_size, offset);
+  entry_set(h, h->map_size, offset);
   return (char *)h + offset;
 }
 
@@ -269,9 +390,12 @@ void *large_resize(struct large_header *h, size_t size)
 #endif
 }
 
+/* A program that frees only page runs (no small block, no mapping)
+ * reaches the decay here; a run free costs far more than the clock. */
 void large_free_run(struct span *d)
 {
   span_free_run(d);
+  decay_tick();
 }
 
 /* Only the side table is read: p may be anybody's pointer, and the
@@ -301,37 +425,52 @@ enum large_where large_lookup(const void *p, struct large_header **h)
 /* Only the owner of a large mapping ever reaches it, and it is on no list
  * (the cache links descriptors): unmapping cannot pull memory from under a
  * concurrent reader. */
+/* One clock read per free serves the cache's age stamp and the tick. */
 void large_free_mapping(struct large_header *h)
 {
+  uint64_t now = os_now_ms();
+
   entry_clear(h);
-  if (!cache_keep(h)) {
+  if (!cache_keep(h, now)) {
     live_add(-h->map_size, (AO_t)-1);
     track_release(h, h->map_size);
     os_unmap(h, h->map_size);
   }
+  decay_tick_at(now);
 }
 
 int large_trim(void)
 {
   int released = 0;
-  unsigned i;
+  struct span *node;
 
-  for (i = 0; i < OCTAVES; i++) {
-    struct span *node;
-
-    while ((node = (struct span *)lf_stack_pop(&cache[i])) != NULL) {
-      struct large_header *h = (struct large_header *)node->run.page_base;
-
-      AO_fetch_and_add_full(&cache_bytes, (AO_t)0 - (AO_t)h->map_size);
-      AO_fetch_and_sub1(&cached_maps);
-      span_descriptor_put(node);
-      live_add(-h->map_size, (AO_t)-1);
-      track_release(h, h->map_size);
-      os_unmap(h, h->map_size);
-      released = 1;
-    }
+  while ((node = (struct span *)lf_stack_pop(&cache)) != NULL) {
+    cache_drop(node);
+    released = 1;
   }
   return released;
+}
+
+/* Bounded: the nodes at hand at the start, each looked at once. */
+void large_decay(uint64_t now_ms)
+{
+  struct span *got[CACHE_MAPS * 2], *node;
+  unsigned n = 0, i;
+  AO_t use = AO_load(&live_bytes) - AO_load(&cache_bytes);
+  AO_t peak = AO_load(&recent_peak);
+
+  /* The peak falls by a quarter per step, never below the use. */
+  if (peak > use)
+    AO_compare_and_swap(&recent_peak, peak,
+                        use > peak - peak / 4 ? use : peak - peak / 4);
+  while (n < CACHE_MAPS * 2 && (node = (struct span *)lf_stack_pop(&cache)))
+    got[n++] = node;
+  for (i = 0; i < n; i++) {
+    if ((unsigned)now_ms - got[i]->run.first >= LARGE_DECAY_MS)
+      cache_drop(got[i]);
+    else
+      lf_stack_push(&cache, &got[i]->link);
+  }
 }
 
 /* The header of each mapping in use is metadata, the rest in use (its

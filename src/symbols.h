@@ -36,6 +36,7 @@
 #define os_without_signals ao_gpl_os_without_signals
 #define os_pause ao_gpl_os_pause
 #define os_stats ao_gpl_os_stats
+#define os_now_ms ao_gpl_os_now_ms
 
 /* chunk_provider.c */
 #define chunk_alloc_pages ao_gpl_chunk_alloc_pages
@@ -44,6 +45,7 @@
 #define chunk_trim ao_gpl_chunk_trim
 #define chunk_visit_runs ao_gpl_chunk_visit_runs
 #define chunk_stats ao_gpl_chunk_stats
+#define chunk_decay ao_gpl_chunk_decay
 
 /* span.c */
 #define span_new_small ao_gpl_span_new_small
@@ -77,6 +79,12 @@
 #define large_resize ao_gpl_large_resize
 #define large_stats ao_gpl_large_stats
 #define large_lookup ao_gpl_large_lookup
+#define large_decay ao_gpl_large_decay
+
+/* decay.c */
+#define decay_tick ao_gpl_decay_tick
+#define decay_tick_at ao_gpl_decay_tick_at
+#define decay_tick_cache ao_gpl_decay_tick_cache
 
 /* thread_cache.c */
 #define cache_alloc_slow ao_gpl_cache_alloc_slow

@@ -40,6 +40,7 @@ extern struct thread_cache ao_gpl_no_cache;
 struct thread_cache {
   volatile int busy;             /* the owner is inside a cache operation */
   unsigned shard;                /* preferred central shard */
+  int decay_countdown;           /* frees until the next decay tick (decay.c) */
   size_t run_bytes;              /* bytes held in runs[] */
   struct span *runs[RUN_CACHE_SLOTS];   /* freed page runs, for reuse */
   /* Adaptive bin limits (thread_cache.c): bytes the limits were raised
@@ -134,6 +135,9 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
     AO_compiler_barrier();
     tc->busy = 0;
     track_cache_release(tc);
+    /* decay.c: memory returns even when only fast paths run. */
+    if (AO_GPL_UNLIKELY(--tc->decay_countdown < 0))
+      decay_tick_cache(tc);
     return 1;
   }
   return 0;

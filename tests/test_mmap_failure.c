@@ -47,6 +47,7 @@
  */
 #include "test_util.h"
 
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -237,6 +238,35 @@ int munmap(void *addr, size_t len)
   if (rc != 0)
     errno = err;
   return rc;
+}
+
+/* The reuse of cached large mappings resizes and moves them (mremap):
+ * never failed, only followed, so that the set stays exact. */
+void *mremap(void *addr, size_t old_len, size_t new_len, int flags, ...)
+{
+  sigset_t old;
+  void *to = NULL, *p;
+  int err;
+
+  if (flags & MREMAP_FIXED) {
+    va_list ap;
+    va_start(ap, flags);
+    to = va_arg(ap, void *);
+    va_end(ap);
+  }
+  track_enter(&old);
+  p = (void *)syscall(SYS_mremap, (long)addr, (long)old_len, (long)new_len,
+                      (long)flags, (long)to);
+  err = errno;
+  if (p != MAP_FAILED) {
+    track_remove((uintptr_t)addr, old_len);
+    track_remove((uintptr_t)p, new_len);
+    track_add((uintptr_t)p, new_len);
+  }
+  track_leave(&old);
+  if (p == MAP_FAILED)
+    errno = err;
+  return p;
 }
 
 /* Whole segments (the library keeps them for good) and the other bytes. */
