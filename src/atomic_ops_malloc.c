@@ -37,6 +37,7 @@ AO_GPL_NOINLINE void *malloc_large(size_t sz, size_t align, unsigned *zero)
   return p;
 }
 
+#ifndef AO_GPL_CHECKS
 /* AO_malloc above SMALL_MAX, out of line: the small path stays a leaf. */
 static AO_GPL_NOINLINE void *malloc_big(size_t sz)
 {
@@ -55,6 +56,7 @@ static AO_GPL_NOINLINE void *malloc_failed(void)
   errno = ENOMEM;
   return NULL;
 }
+#endif
 
 /* Every NULL sets errno to ENOMEM, as malloc does (a plain store: fine in
  * a handler, which saves errno if it cares); a success leaves it alone,

@@ -6,9 +6,11 @@
 /*
  * No background thread (a library cannot own one safely, and a handler
  * could not wait for it): the threads that use the allocator run the
- * steps.  Slow paths call decay_tick() directly; the inline free fast
- * path counts down DECAY_FAST_OPS frees first (one decrement and branch),
- * so a program that only hits its caches still reaches a step.
+ * steps.  Slow paths (cache refills, page-run and large-mapping frees)
+ * call decay_tick() directly; the inline free fast path counts down
+ * DECAY_FAST_OPS frees first (one decrement and branch), so a program
+ * that only hits its caches still reaches a step.  The tick also shrinks
+ * the caller's grown bin limits a step (cache_decay_self).
  *
  * A step runs at most once per DECAY_STEP_MS for the whole process: the
  * caller that moves last_step by CAS runs it, everybody else (other
@@ -26,6 +28,7 @@
  */
 #define DECAY_STEP_MS 500
 #define DECAY_FAST_OPS 4096
+#define DECAY_STALE_MS 60000u
 
 /* The ms clock (truncated to an AO_t) when the last step began. */
 static volatile AO_t last_step;
@@ -39,7 +42,12 @@ void decay_tick_at(uint64_t now_ms)
 {
   AO_t now = (AO_t)now_ms, last = AO_load(&last_step);
 
-  if (now - last < DECAY_STEP_MS
+  /* A clock read from before the last step (a large free reads it before
+   * its munmap; any caller may be preempted between the read and the
+   * load) is not a step due: it would run a second step at once and move
+   * last_step back.  "Before" within DECAY_STALE_MS, so that a clock that
+   * wrapped a 32-bit AO_t after a long idle period still steps. */
+  if (now - last < DECAY_STEP_MS || last - now < DECAY_STALE_MS
       || !AO_compare_and_swap_full(&last_step, last, now))
     return;
   /* Spans first: their pages then age in the chunk provider. */
@@ -54,5 +62,6 @@ void decay_tick_at(uint64_t now_ms)
 void decay_tick_cache(struct thread_cache *tc)
 {
   tc->decay_countdown = DECAY_FAST_OPS;
+  cache_decay_self();
   decay_tick();
 }

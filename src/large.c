@@ -64,11 +64,21 @@ static struct large_header *node_map(struct span *node)
   return (struct large_header *)node->run.page_base;
 }
 
+/* Bytes of mappings in use.  The two loads are not one snapshot: a
+ * mapping made and cached between them is in cache_bytes but not in the
+ * live_bytes read, so the difference may be "negative": then 0. */
+static AO_t large_use(void)
+{
+  AO_t live = AO_load(&live_bytes), cached = AO_load(&cache_bytes);
+
+  return live > cached ? live - cached : 0;
+}
+
 /* Raise the recent peak to the bytes now in use (a racy max: a lost
  * raise is redone by the next mapping). */
 static void peak_note(void)
 {
-  AO_t use = AO_load(&live_bytes) - AO_load(&cache_bytes), peak;
+  AO_t use = large_use(), peak;
 
   while ((peak = AO_load(&recent_peak)) < use
          && !AO_compare_and_swap(&recent_peak, peak, use))
@@ -456,7 +466,7 @@ void large_decay(uint64_t now_ms)
 {
   struct span *got[CACHE_MAPS * 2], *node;
   unsigned n = 0, i;
-  AO_t use = AO_load(&live_bytes) - AO_load(&cache_bytes);
+  AO_t use = large_use();
   AO_t peak = AO_load(&recent_peak);
 
   /* The peak falls by a quarter per step, never below the use. */
@@ -466,7 +476,12 @@ void large_decay(uint64_t now_ms)
   while (n < CACHE_MAPS * 2 && (node = (struct span *)lf_stack_pop(&cache)))
     got[n++] = node;
   for (i = 0; i < n; i++) {
-    if ((unsigned)now_ms - got[i]->run.first >= LARGE_DECAY_MS)
+    /* A mapping cached after the step read its clock (during the step,
+     * by a handler, or the step's clock was stale) is young: its stamp is
+     * "after" now (within a minute, so that 32-bit wrap still ages). */
+    unsigned age = (unsigned)now_ms - got[i]->run.first;
+
+    if (age >= LARGE_DECAY_MS && 0u - age >= 60000u)
       cache_drop(got[i]);
     else
       lf_stack_push(&cache, &got[i]->link);

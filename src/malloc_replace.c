@@ -331,21 +331,45 @@ void *CXX_NEW(a, )(size_t size);
 void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag);
 void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag);
 
-/* Weak: before glibc 2.34 dlsym is in libdl, which a program need not
- * load; libaomalloc must load without it (a failing new then aborts). */
+/* Weak: before glibc 2.34 these are in libdl, which a program need not
+ * load; libaomalloc must load without them (a failing new then aborts). */
 #pragma weak dlsym
+#pragma weak dladdr
+#pragma weak dlopen
+#pragma weak dlclose
 
-/* The operator called name that comes after ours in the lookup order. */
-static AO_GPL_NOINLINE void *cxx_next(const char *name)
+/* The operator called name that comes after ours: the next one in the
+ * global lookup order, else the one the caller's module sees (a C++
+ * module dlopen'ed with RTLD_LOCAL, as Python loads extensions: its
+ * libstdc++ is not in the global scope RTLD_NEXT searches).  NULL if
+ * there is none but ours. */
+static AO_GPL_NOINLINE void *cxx_next(const char *name, const void *self,
+                                      const void *caller)
 {
-  void *(*find)(void *, const char *) = dlsym;
-  void *next = find != NULL ? find(RTLD_NEXT, name) : NULL;
+  void *next = dlsym != NULL ? dlsym(RTLD_NEXT, name) : NULL;
+  Dl_info info;
 
-  if (next == NULL)
-    misuse_report(name, NULL, "no C++ runtime's operator new found "
-                              "to report an allocation failure");
-  return next;
+  if ((next == NULL || next == self) && dladdr != NULL && dlopen != NULL
+      && dladdr(caller, &info) != 0 && info.dli_fname != NULL
+      && info.dli_fname[0] != '\0') {
+    void *h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+
+    if (h != NULL) {
+      next = dlsym(h, name);
+      dlclose(h);
+    }
+  }
+  return next == self ? NULL : next;
 }
+
+/* No runtime's operator to hand a failure to: throwing new cannot throw. */
+static AO_GPL_NORETURN void cxx_no_runtime(const char *name)
+{
+  misuse_report(name, NULL, "no C++ runtime's operator new found "
+                            "to report an allocation failure");
+}
+
+#define CXX_CALLER __builtin_extract_return_addr(__builtin_return_address(0))
 
 REPLACE_API void *CXX_NEW(w, )(size_t size)
 {
@@ -354,7 +378,9 @@ REPLACE_API void *CXX_NEW(w, )(size_t size)
 
   if (AO_GPL_LIKELY(p != NULL))
     return p;
-  *(void **)&next = cxx_next(CXX_NAME(w, ));
+  *(void **)&next = cxx_next(CXX_NAME(w, ), (void *)CXX_NEW(w, ), CXX_CALLER);
+  if (next == NULL)
+    cxx_no_runtime(CXX_NAME(w, ));
   return next(size);
 }
 
@@ -365,10 +391,13 @@ REPLACE_API void *CXX_NEW(a, )(size_t size)
 
   if (AO_GPL_LIKELY(p != NULL))
     return p;
-  *(void **)&next = cxx_next(CXX_NAME(a, ));
+  *(void **)&next = cxx_next(CXX_NAME(a, ), (void *)CXX_NEW(a, ), CXX_CALLER);
+  if (next == NULL)
+    cxx_no_runtime(CXX_NAME(a, ));
   return next(size);
 }
 
+/* nothrow: with no runtime to call a new_handler, NULL is the answer. */
 REPLACE_API void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag)
 {
   void *p = AO_malloc(size);
@@ -376,8 +405,9 @@ REPLACE_API void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag)
 
   if (AO_GPL_LIKELY(p != NULL))
     return p;
-  *(void **)&next = cxx_next(CXX_NAME(w, RKSt9nothrow_t));
-  return next(size, tag);
+  *(void **)&next = cxx_next(CXX_NAME(w, RKSt9nothrow_t),
+                             (void *)CXX_NEW(w, RKSt9nothrow_t), CXX_CALLER);
+  return next != NULL ? next(size, tag) : NULL;
 }
 
 REPLACE_API void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag)
@@ -387,8 +417,9 @@ REPLACE_API void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag)
 
   if (AO_GPL_LIKELY(p != NULL))
     return p;
-  *(void **)&next = cxx_next(CXX_NAME(a, RKSt9nothrow_t));
-  return next(size, tag);
+  *(void **)&next = cxx_next(CXX_NAME(a, RKSt9nothrow_t),
+                             (void *)CXX_NEW(a, RKSt9nothrow_t), CXX_CALLER);
+  return next != NULL ? next(size, tag) : NULL;
 }
 
 REPLACE_API void *__libc_malloc(size_t size)

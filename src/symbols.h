@@ -93,6 +93,7 @@
 #define cache_free_run ao_gpl_cache_free_run
 #define cache_flush_bin ao_gpl_cache_flush_bin
 #define cache_flush_self ao_gpl_cache_flush_self
+#define cache_decay_self ao_gpl_cache_decay_self
 #define cache_reclaim_dead ao_gpl_cache_reclaim_dead
 #define cache_stats ao_gpl_cache_stats
 

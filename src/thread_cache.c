@@ -374,6 +374,37 @@ static int bin_grow(struct thread_cache *tc, unsigned c)
   return 1;
 }
 
+/* The decay tick of the calling thread (decay.c, every DECAY_FAST_OPS
+ * fast-path frees): every grown bin shrinks by a batch, its excess
+ * flushed.  A bin still used in bulk grows back at its next overflow (its
+ * refill bit stays); one that is not returns its growth within a few
+ * ticks, so memory held by grown limits decays like the rest.  Threads
+ * that make no call are not reached: their caches keep at most their
+ * limits (documented). */
+void cache_decay_self(void)
+{
+  struct thread_cache *tc = ao_gpl_tcache;
+  unsigned c;
+
+  if (tc->busy || tc->grown_bytes == 0)
+    return;
+  tc->busy = 1;
+  AO_compiler_barrier();
+  for (c = 0; c < NUM_SIZE_CLASSES && tc->grown_bytes > 0; c++) {
+    struct cache_bin *b = &tc->bins[c];
+    unsigned step = class_batch(c);
+
+    if (b->limit < bin_base(c) + step)
+      continue;
+    tc->grown_bytes -= (size_t)step * class_size(c);
+    b->limit -= step;
+    bin_flush_to(b, b->limit);
+  }
+  AO_compiler_barrier();
+  tc->busy = 0;
+  track_cache_release(tc);
+}
+
 /* A new cache, OWNED by tid, busy, on the registry. */
 static struct thread_cache *registry_add(long tid)
 {
@@ -387,6 +418,7 @@ static struct thread_cache *registry_add(long tid)
   tc->busy = 1;
   tc->shard = (unsigned)(AO_fetch_and_add1(&next_shard) % CENTRAL_SHARDS);
   tc->run_bytes = 0;
+  tc->decay_countdown = 0;       /* the block held anything: tick soon */
   tc->grown_bytes = 0;
   tc->victim = 0;
   for (c = 0; c < sizeof(tc->refilled) / sizeof(tc->refilled[0]); c++)
@@ -491,6 +523,9 @@ void *cache_alloc_slow(unsigned size_class)
   AO_compiler_barrier();
   tc->busy = 0;
   track_cache_release(tc);
+  /* Refills are slow paths: a program that only allocates after a big
+   * free still reaches the decay steps (a coarse clock read). */
+  decay_tick();
   return p;
 }
 

@@ -67,6 +67,8 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
 /* A cached page run of size bytes starting at a multiple of align. */
 void *cache_alloc_run(size_t size, size_t align);
 int cache_free_run(struct span *d);
+/* Shrink the calling thread's grown bin limits a step (decay.c). */
+void cache_decay_self(void);
 /* Flush the calling thread's cache to the central lists. */
 void cache_flush_self(void);
 /* Give back the caches of threads that are gone; how many were drained. */
