@@ -20,7 +20,7 @@ void AO_stack_init(AO_stack_t *list)
 void AO_stack_push_release(AO_stack_t *list, AO_uintptr_t *element)
 {
 #if AO_GPL_LOCK_FREE
-  lf_stack_push(list, element);
+  lf_stack_push_bo(list, element, LF_BACKOFF_MIN);
 #else
   ao_stack_alf_push(&list->AO_opaque[0], &list->AO_opaque[1], element);
 #endif
@@ -29,7 +29,7 @@ void AO_stack_push_release(AO_stack_t *list, AO_uintptr_t *element)
 AO_uintptr_t *AO_stack_pop_acquire(AO_stack_t *list)
 {
 #if AO_GPL_LOCK_FREE
-  return lf_stack_pop(list);
+  return lf_stack_pop_bo(list, LF_BACKOFF_MIN);
 #else
   return ao_stack_alf_pop(&list->AO_opaque[0], &list->AO_opaque[1]);
 #endif
