@@ -57,11 +57,11 @@ void decay_tick_at(uint64_t now_ms)
 }
 
 /* tc is the caller's own cache (the countdown ran out in cache_free, with
- * busy clear): a plain store; a handler's decrement lost meanwhile only
- * moves the next tick. */
+ * busy clear); its countdown restarts inside a cache operation of its
+ * own (cache_decay_self). */
 void decay_tick_cache(struct thread_cache *tc)
 {
-  tc->decay_countdown = DECAY_FAST_OPS;
-  cache_decay_self();
+  (void)tc;
+  cache_decay_self(DECAY_FAST_OPS);
   decay_tick();
 }

@@ -381,15 +381,16 @@ static int bin_grow(struct thread_cache *tc, unsigned c)
  * ticks, so memory held by grown limits decays like the rest.  Threads
  * that make no call are not reached: their caches keep at most their
  * limits (documented). */
-void cache_decay_self(void)
+void cache_decay_self(int countdown)
 {
   struct thread_cache *tc = ao_gpl_tcache;
   unsigned c;
 
-  if (tc->busy || tc->grown_bytes == 0)
-    return;
+  if (tc->busy)
+    return;          /* a handler inside a cache operation: next time */
   tc->busy = 1;
   AO_compiler_barrier();
+  tc->decay_countdown = countdown;
   for (c = 0; c < NUM_SIZE_CLASSES && tc->grown_bytes > 0; c++) {
     struct cache_bin *b = &tc->bins[c];
     unsigned step = class_batch(c);

@@ -67,8 +67,9 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
 /* A cached page run of size bytes starting at a multiple of align. */
 void *cache_alloc_run(size_t size, size_t align);
 int cache_free_run(struct span *d);
-/* Shrink the calling thread's grown bin limits a step (decay.c). */
-void cache_decay_self(void);
+/* The calling thread's decay tick (decay.c): restart its countdown at
+ * countdown and shrink its grown bin limits a step. */
+void cache_decay_self(int countdown);
 /* Flush the calling thread's cache to the central lists. */
 void cache_flush_self(void);
 /* Give back the caches of threads that are gone; how many were drained. */
@@ -125,6 +126,7 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
 
   if (AO_GPL_LIKELY(!tc->busy)) {
     struct cache_bin *b = &tc->bins[size_class];
+    int tick;
 
     tc->busy = 1;
     AO_compiler_barrier();
@@ -134,11 +136,13 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
       cache_free_overflow(tc, b);
       return 1;
     }
+    /* decay.c: memory returns even when only fast paths run.  Counted
+     * inside the cache operation, like every other field of the cache. */
+    tick = --tc->decay_countdown < 0;
     AO_compiler_barrier();
     tc->busy = 0;
     track_cache_release(tc);
-    /* decay.c: memory returns even when only fast paths run. */
-    if (AO_GPL_UNLIKELY(--tc->decay_countdown < 0))
+    if (AO_GPL_UNLIKELY(tick))
       decay_tick_cache(tc);
     return 1;
   }
