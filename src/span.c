@@ -128,8 +128,9 @@ static struct span *descriptor_get(int grow)
   for (i = 0; i < DESCRIPTORS_PER_PAGE; i++) {
     d[i].kind = 0;
     d[i].capacity = 0;
-    d[i].anchor.AO_val1 = ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED;
-    d[i].anchor.AO_val2 = 0;
+    /* Atomic stores: a walk may be reading this anchor right now. */
+    AO_store(&d[i].anchor.AO_val1, ANCHOR(ANCHOR_NONE, 0) | ANCHOR_RETIRED);
+    AO_store(&d[i].anchor.AO_val2, 0);
   }
   AO_nop_full();
   for (i = 1; i < DESCRIPTORS_PER_PAGE; i++)
