@@ -369,57 +369,63 @@ static AO_GPL_NORETURN void cxx_no_runtime(const char *name)
                             "to report an allocation failure");
 }
 
+/* The failure path of all four operators: hand the request to the
+ * runtime's operator name (self is ours).  caller is our caller's return
+ * address, taken in the operator itself: this frame is not the caller's.
+ * nothrow: the operator takes (size, tag) and NULL is an answer. */
+static AO_GPL_NOINLINE void *cxx_new_failed(const char *name, void *self,
+                                            const void *caller, size_t size,
+                                            const void *tag, int nothrow)
+{
+  void *next = cxx_next(name, self, caller);
+
+  if (nothrow) {
+    void *(*next_nothrow)(size_t, const void *);
+
+    if (next == NULL)
+      return NULL;
+    *(void **)&next_nothrow = next;
+    return next_nothrow(size, tag);
+  } else {
+    void *(*next_throwing)(size_t);
+
+    if (next == NULL)
+      cxx_no_runtime(name);
+    *(void **)&next_throwing = next;
+    return next_throwing(size);
+  }
+}
+
 #define CXX_CALLER __builtin_extract_return_addr(__builtin_return_address(0))
+
+/* AO_malloc while it succeeds, else the failure path above. */
+#define CXX_NEW_BODY(kind, tail, tag, nothrow)                              \
+  void *p = AO_malloc(size);                                                \
+                                                                            \
+  if (AO_GPL_LIKELY(p != NULL))                                             \
+    return p;                                                               \
+  return cxx_new_failed(CXX_NAME(kind, tail), (void *)CXX_NEW(kind, tail),  \
+                        CXX_CALLER, size, tag, nothrow)
 
 REPLACE_API void *CXX_NEW(w, )(size_t size)
 {
-  void *p = AO_malloc(size);
-  void *(*next)(size_t);
-
-  if (AO_GPL_LIKELY(p != NULL))
-    return p;
-  *(void **)&next = cxx_next(CXX_NAME(w, ), (void *)CXX_NEW(w, ), CXX_CALLER);
-  if (next == NULL)
-    cxx_no_runtime(CXX_NAME(w, ));
-  return next(size);
+  CXX_NEW_BODY(w, , NULL, 0);
 }
 
 REPLACE_API void *CXX_NEW(a, )(size_t size)
 {
-  void *p = AO_malloc(size);
-  void *(*next)(size_t);
-
-  if (AO_GPL_LIKELY(p != NULL))
-    return p;
-  *(void **)&next = cxx_next(CXX_NAME(a, ), (void *)CXX_NEW(a, ), CXX_CALLER);
-  if (next == NULL)
-    cxx_no_runtime(CXX_NAME(a, ));
-  return next(size);
+  CXX_NEW_BODY(a, , NULL, 0);
 }
 
 /* nothrow: with no runtime to call a new_handler, NULL is the answer. */
 REPLACE_API void *CXX_NEW(w, RKSt9nothrow_t)(size_t size, const void *tag)
 {
-  void *p = AO_malloc(size);
-  void *(*next)(size_t, const void *);
-
-  if (AO_GPL_LIKELY(p != NULL))
-    return p;
-  *(void **)&next = cxx_next(CXX_NAME(w, RKSt9nothrow_t),
-                             (void *)CXX_NEW(w, RKSt9nothrow_t), CXX_CALLER);
-  return next != NULL ? next(size, tag) : NULL;
+  CXX_NEW_BODY(w, RKSt9nothrow_t, tag, 1);
 }
 
 REPLACE_API void *CXX_NEW(a, RKSt9nothrow_t)(size_t size, const void *tag)
 {
-  void *p = AO_malloc(size);
-  void *(*next)(size_t, const void *);
-
-  if (AO_GPL_LIKELY(p != NULL))
-    return p;
-  *(void **)&next = cxx_next(CXX_NAME(a, RKSt9nothrow_t),
-                             (void *)CXX_NEW(a, RKSt9nothrow_t), CXX_CALLER);
-  return next != NULL ? next(size, tag) : NULL;
+  CXX_NEW_BODY(a, RKSt9nothrow_t, tag, 1);
 }
 
 REPLACE_API void *__libc_malloc(size_t size)
