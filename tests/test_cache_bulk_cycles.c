@@ -73,10 +73,28 @@ static size_t cycle(void **p, unsigned n, size_t size)
   return freed;
 }
 
+/* Phase 1: ROUNDS cycles of n blocks (as in cycle); after the last
+ * round's frees at least 90% of its bytes must be in the cache. */
+static void rounds_stay_cached(const char *what, void **p, unsigned n,
+                               size_t size)
+{
+  size_t freed = 0, held;
+  unsigned r;
+
+  for (r = 0; r < ROUNDS; r++)
+    freed = cycle(p, n, size);
+  held = cached();
+  tu_info("%s: %zu bytes freed in the last round, %zu cached (%zu%%)", what,
+          freed, held, held * 100 / freed);
+  TU_CHECK(held * 10 >= freed * 9,
+           "%s: only %zu of the %zu bytes just freed stayed in the cache",
+           what, held, freed);
+}
+
 int main(int argc, char **argv)
 {
   static void *p[CLASS_BYTES / 16];
-  size_t freed = 0, held, most = 0, size;
+  size_t held, most = 0, size;
   unsigned r;
 
   (void)argc;
@@ -85,23 +103,8 @@ int main(int argc, char **argv)
   rng = tu_seed() | 1;
   AO_malloc_enable_mmap();
 
-  for (r = 0; r < ROUNDS; r++)
-    freed = cycle(p, 200, 512);
-  held = cached();
-  tu_info("one class: %zu bytes freed in the last round, %zu cached (%zu%%)",
-          freed, held, held * 100 / freed);
-  TU_CHECK(held * 10 >= freed * 9,
-           "only %zu of the %zu bytes just freed stayed in the cache", held,
-           freed);
-
-  for (r = 0; r < ROUNDS; r++)
-    freed = cycle(p, BLOCKS, 0);
-  held = cached();
-  tu_info("bulk cycles: %zu bytes freed in the last round, %zu cached (%zu%%)",
-          freed, held, held * 100 / freed);
-  TU_CHECK(held * 10 >= freed * 9,
-           "only %zu of the %zu bytes just freed stayed in the cache", held,
-           freed);
+  rounds_stay_cached("one class", p, 200, 512);
+  rounds_stay_cached("bulk cycles", p, BLOCKS, 0);
 
   for (size = 16; size <= 32768; size *= 2)
     for (r = 0; r < 4; r++) {
