@@ -30,6 +30,7 @@ LC_ALL=C
 export LC_ALL
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 out=${BENCH_OUT:-$here/results}
 QUICK=${QUICK:-0}
 cache=${MIMALLOC_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aomalloc-mimalloc-bench}
@@ -190,17 +191,6 @@ if [ "${1:-}" = build ]; then
 fi
 
 # ---- Allocators ----------------------------------------------------------
-find_lib() {
-  local name d p
-  for name in "$@"; do
-    p=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n { print $NF; exit }')
-    if [ -n "$p" ] && [ -f "$p" ]; then echo "$p"; return 0; fi
-    for d in "/usr/lib/$(gcc -print-multiarch 2>/dev/null)" /usr/lib64 /usr/lib /usr/local/lib; do
-      if [ -f "$d/$name" ]; then echo "$d/$name"; return 0; fi
-    done
-  done
-  return 1
-}
 declare -A PRELOAD
 names=()
 for a in $ALLOCATORS; do
@@ -238,7 +228,7 @@ trap 'rm -rf "$work"' EXIT
 } > "$raw"
 : > "$log"
 declare -A FAILED=()
-load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_before=$(loadavg)
 start=$(date +%s)
 echo "mimalloc-bench: ${names[*]}; $R repetitions; ${benches[*]}" >&2
 for ((rep = 1; rep <= R; rep++)); do
@@ -281,16 +271,14 @@ for ((rep = 1; rep <= R; rep++)); do
   done
 done
 elapsed=$(($(date +%s) - start))
-load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_after=$(loadavg)
 
 # ---- Report --------------------------------------------------------------
-cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
-[ -n "$cpu" ] || cpu=$(uname -m)
-pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
+cpu=$(cpu_model)
 gitrev=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null)
 md=$out/mimalloc-bench.md
 dat=$out/mimalloc-bench.dat
-awk -v names="${names[*]}" -v benches="${benches[*]}" -v dat="$dat" '
+awk -v names="${names[*]}" -v benches="${benches[*]}" -v dat="$dat" "$BENCH_AWK"'
   BEGIN { na = split(names, A, " "); nb = split(benches, B, " ") }
   /^#/ { next }
   {
@@ -299,16 +287,17 @@ awk -v names="${names[*]}" -v benches="${benches[*]}" -v dat="$dat" '
     c = ++cnt[b, a]; T[b, a, c] = $4 + 0
     if ($6 != "-") { d = ++rcnt[b, a]; M[b, a, d] = $6 + 0 }
   }
-  function med(arr, b, a, c,   i, j, t, x) {
-    if (!c) return ""
+  # The c repetitions arr[b, a, 1..c], into x[1..c].
+  function reps(arr, b, a, c, x,   i) {
     for (i = 1; i <= c; i++) x[i] = arr[b, a, i]
-    for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
-    return c % 2 ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+    return c
   }
-  function spread(arr, b, a, c, m,   i, lo, hi) {
-    lo = hi = arr[b, a, 1]
-    for (i = 2; i <= c; i++) { if (arr[b, a, i] < lo) lo = arr[b, a, i]; if (arr[b, a, i] > hi) hi = arr[b, a, i] }
-    return m > 0 && (hi - lo) / m > 0.25
+  function med(arr, b, a, c,   x) {
+    if (!c) return ""
+    return median_of(x, reps(arr, b, a, c, x))
+  }
+  function spread(arr, b, a, c, m,   x) {
+    return wide_spread(x, reps(arr, b, a, c, x), m)
   }
   function fmt(x) { return x >= 100 ? sprintf("%.1f", x) : x >= 10 ? sprintf("%.2f", x) : sprintf("%.3f", x) }
   END {

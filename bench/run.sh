@@ -35,6 +35,7 @@ if [ "${1:-}" = mimalloc-bench ] || [ "${MODE:-}" = mimalloc-bench ]; then
   [ "${1:-}" = mimalloc-bench ] && shift
   exec bash "$here/mimalloc-bench.sh" "$@"
 fi
+. "$here/lib.sh"
 if [ $# -gt 0 ]; then
   echo "usage: $0 [mimalloc-bench [build]]" >&2
   exit 2
@@ -65,20 +66,6 @@ if [ ! -x "$bindir/bench_ours" ] || [ ! -x "$bindir/bench_malloc" ]; then
   exit 1
 fi
 mkdir -p "$out" || exit 1
-
-# A shared library by soname: ldconfig's cache, then the usual directories.
-find_lib() {
-  local name d p
-  for name in "$@"; do
-    p=$(ldconfig -p 2>/dev/null | awk -v n="$name" '$1 == n { print $NF; exit }')
-    if [ -n "$p" ] && [ -f "$p" ]; then echo "$p"; return 0; fi
-    for d in "/usr/lib/$(gcc -print-multiarch 2>/dev/null)" /usr/lib64 /usr/lib \
-             /usr/local/lib; do
-      if [ -f "$d/$name" ]; then echo "$d/$name"; return 0; fi
-    done
-  done
-  return 1
-}
 
 # name -> binary and LD_PRELOAD value.
 declare -A BIN PRELOAD
@@ -119,7 +106,7 @@ log=$out/run.log      # stderr of the programs
 declare -A FAILED     # "alloc workload" -> status, for workloads run in a child
 
 # Other work on the machine spoils the figures (multi-threaded ones first).
-load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_before=$(loadavg)
 if awk -v l="${load_before%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 4) }'; then
   echo "run.sh: warning: load average $load_before on $(nproc) CPUs: the machine is busy" >&2
 fi
@@ -162,15 +149,13 @@ for ((rep = 1; rep <= R; rep++)); do
   done
 done
 elapsed=$(($(date +%s) - start))
-load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
+load_after=$(loadavg)
 [ -t 2 ] && printf '\r%60s\r' '' >&2
 # Each program repeats its malloc_impl line: keep the first of each note.
 awk '!seen[$0]++' "$notes" > "$notes.tmp" && mv "$notes.tmp" "$notes"
 
 # Machine description.
-cpu=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)
-[ -n "$cpu" ] || cpu=$(uname -m)
-pkgver() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null; }
+cpu=$(cpu_model)
 gitrev=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null)
 if [ -n "$gitrev" ] && [ -n "$(git -C "$here/.." status --porcelain -- src include 2>/dev/null)" ]; then
   gitrev="$gitrev (with uncommitted changes in src/ or include/)"
@@ -223,7 +208,7 @@ EOF
 )
 
 printf '%s\n' "$figs" > "$out/figures.tsv"
-awk -v names="${names[*]}" -v anchors="upstream glibc mimalloc tcmalloc jemalloc" '
+awk -v names="${names[*]}" -v anchors="upstream glibc mimalloc tcmalloc jemalloc" "$BENCH_AWK"'
   BEGIN { FS = "\t"; na = split(names, A, " ") }
   FILENAME ~ /figures.tsv$/ { nf++; F[nf] = $1; L[$1] = $2; D[$1] = $3; next }
   {
@@ -232,12 +217,14 @@ awk -v names="${names[*]}" -v anchors="upstream glibc mimalloc tcmalloc jemalloc
     if (f ~ /_status$/) { if (!((a, f) in S) || v ~ /^fails/) S[a, f] = v; next }
     c = ++cnt[a, f]; V[a, f, c] = v + 0
   }
-  function med(a, f,   c, i, j, t, x) {
-    c = cnt[a, f]
-    if (!c) return ""
-    for (i = 1; i <= c; i++) x[i] = V[a, f, i]
-    for (i = 2; i <= c; i++) { t = x[i]; for (j = i - 1; j >= 1 && x[j] > t; j--) x[j + 1] = x[j]; x[j + 1] = t }
-    return c % 2 ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+  # The repetitions of figure f for a, into x[1..]; how many.
+  function reps(a, f, x,   i) {
+    for (i = 1; i <= cnt[a, f]; i++) x[i] = V[a, f, i]
+    return cnt[a, f]
+  }
+  function med(a, f,   x) {
+    if (!cnt[a, f]) return ""
+    return median_of(x, reps(a, f, x))
   }
   function fmt(x) {
     if (x == "") return "-"
@@ -253,12 +240,10 @@ awk -v names="${names[*]}" -v anchors="upstream glibc mimalloc tcmalloc jemalloc
     return "-"
   }
   # The median, marked when the repetitions spread by more than 25% of it.
-  function cell(a, f,   m, i, lo, hi) {
+  function cell(a, f,   m, x) {
     m = med(a, f)
     if (m == "") return why(a, f)
-    lo = hi = V[a, f, 1]
-    for (i = 2; i <= cnt[a, f]; i++) { if (V[a, f, i] < lo) lo = V[a, f, i]; if (V[a, f, i] > hi) hi = V[a, f, i] }
-    if (m > 0 && (hi - lo) / m > 0.25) { spread = 1; return fmt(m) " †" }
+    if (wide_spread(x, reps(a, f, x), m)) { spread = 1; return fmt(m) " †" }
     return fmt(m)
   }
   function present(f,   i) { for (i = 1; i <= na; i++) if (cnt[A[i], f]) return 1; return 0 }
@@ -318,7 +303,7 @@ for fam in threads bulk; do
       printf '%s' "$t"
       for a in "${names[@]}"; do
         v=$(awk -v a="$a" -v f="${fam}_$t" '$1 == a && $3 == f { print $4 }' "$raw" \
-            | sort -g | awk '{ x[NR] = $1 } END { if (!NR) print "NaN"; else if (NR % 2) print x[(NR + 1) / 2]; else print (x[NR / 2] + x[NR / 2 + 1]) / 2 }')
+            | awk "$BENCH_AWK"'{ x[NR] = $1 } END { print NR ? median_of(x, NR) : "NaN" }')
         printf ' %s' "$v"
       done
       printf '\n'

@@ -12,6 +12,7 @@
 set -eu
 reps=${1:-5}
 dir=$(dirname "$0")
+. "$dir/lib.sh"
 ours=${OURS:-$dir/bench_stack_ours}
 up=${UPSTREAM:-$dir/bench_stack_upstream}
 for p in "$ours" "$up"; do
@@ -29,13 +30,8 @@ while [ "$i" -lt "$reps" ]; do
 done
 echo "# $(uname -m), $(nproc) CPUs; pairs/s, medians of $reps interleaved repetitions"
 printf '%-18s %14s %14s %8s\n' figure ours upstream ratio
-awk '
-  function median(list,   n, a, i, j, t) {
-    n = split(list, a, " ")
-    for (i = 2; i <= n; i++)
-      for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
+awk "$BENCH_AWK"'
+  function median(list,   a) { return median_of(a, split(list, a, " ")) }
   { v[$1, $2, $3] = $4; if (!($2 in seen)) { seen[$2] = 1; order[++nf] = $2 } }
   END {
     for (f = 1; f <= nf; f++) {
