@@ -32,18 +32,7 @@ if [ ! -f "$lib" ] && [ ! -f "$archive" ]; then
   echo "$me: SKIP: neither $lib nor $archive exists" >&2
   exit 77
 fi
-for tool in nm readelf; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "$me: SKIP: $tool not found" >&2
-    exit 77
-  fi
-done
-
-status=0
-fail() {
-  echo "$me: FAIL: $*" >&2
-  status=1
-}
+. "$(dirname "$0")/exports_common.sh"
 
 expected='AO_aligned_alloc
 AO_calloc
@@ -97,53 +86,21 @@ if [ ! -f "$lib" ]; then
   exit $status
 fi
 
-# Defined dynamic symbols, without version suffixes; type A entries are
-# version-node names, not symbols.
-defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
-          | sed 's/@.*//' | LC_ALL=C sort -u) || {
-  fail "nm -D --defined-only $lib failed"
-  exit 1
-}
+defined=$(dynamic_symbols "$lib" --defined-only)
+need_symbols "$defined" "-D --defined-only $lib"
 with_compat=$(printf '%s\n%s\n' "$expected" "$compat" | LC_ALL=C sort)
 if [ "$defined" = "$with_compat" ]; then
   expected=$with_compat
 fi
-if [ "$defined" != "$expected" ]; then
-  missing=$(printf '%s\n' "$expected" | while read -r s; do
-              printf '%s\n' "$defined" | grep -qx "$s" || printf ' %s' "$s"
-            done)
-  extra=$(printf '%s\n' "$defined" | while read -r s; do
-            printf '%s\n' "$expected" | grep -qx "$s" || printf ' %s' "$s"
-          done)
-  fail "exported symbols differ from the public API; missing:${missing:- none}; extra:${extra:- none}"
-fi
+compare_exports " from the public API"
 
-undefined=$(nm -D --undefined-only "$lib" | awk '{ print $NF }' \
-            | sed 's/@.*//' | LC_ALL=C sort -u) || {
-  fail "nm -D --undefined-only $lib failed"
-  exit 1
-}
-check_forbidden() {
-  # $1: extended regex, $2: why
-  bad=$(printf '%s\n' "$undefined" | grep -E "$1" | tr '\n' ' ')
-  if [ -n "$bad" ]; then
-    fail "imports $bad- $2"
-  fi
-}
-check_forbidden '^__(atomic|sync)_' \
-  'out-of-line atomics (libatomic) may take locks'
-# Thread-specific data: only pthread_key_create (called by a constructor,
-# outside every signal path) and pthread_setspecific (a thread's first
-# cache creation, key < 32: glibc stores it without allocating) are allowed,
-# for flushing a thread's cache when the thread exits.
-check_forbidden '^pthread_(mutex|spin|rwlock|cond|once|barrier|key_delete|getspecific)|^sem_|^mtx_|^cnd_|^call_once$|^tss_' \
-  'locks or thread-specific data are neither lock-free nor async-signal-safe'
+undefined=$(dynamic_symbols "$lib" --undefined-only)
+need_symbols "$undefined" "-D --undefined-only $lib"
+check_forbidden_common
 check_forbidden '^(__libc_)?(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc)$' \
   'the system allocator is not async-signal-safe'
 check_forbidden '^(.*printf(_chk)?|puts|fputs|fputc|putc|putchar|fwrite|fread|fflush|fopen|fopen64|fdopen|fclose|perror|setvbuf|stdin|stdout|stderr|_IO_.*)$' \
   'stdio is not async-signal-safe'
-check_forbidden '^__tls_get_addr$' \
-  'general-dynamic TLS: glibc may malloc on a thread'"'"'s first access (use the initial-exec TLS model)'
 
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
 if [ "$soname" != "libatomic_ops_gpl.so.1" ]; then

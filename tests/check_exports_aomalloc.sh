@@ -23,18 +23,7 @@ if [ ! -f "$lib" ]; then
   echo "$me: SKIP: $lib not built" >&2
   exit 77
 fi
-for tool in nm readelf; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "$me: SKIP: $tool not found" >&2
-    exit 77
-  fi
-done
-
-status=0
-fail() {
-  echo "$me: FAIL: $*" >&2
-  status=1
-}
+. "$(dirname "$0")/exports_common.sh"
 
 # C++ operators: size_t mangles as m (unsigned long) on LP64, j on ILP32.
 z=m
@@ -89,34 +78,17 @@ valloc
 EOF_LIST
 )
 
-defined=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $NF }' \
-          | sed 's/@.*//' | LC_ALL=C sort -u)
-if [ "$defined" != "$expected" ]; then
-  missing=$(printf '%s\n' "$expected" | while read -r s; do
-              printf '%s\n' "$defined" | grep -qx "$s" || printf ' %s' "$s"
-            done)
-  extra=$(printf '%s\n' "$defined" | while read -r s; do
-            printf '%s\n' "$expected" | grep -qx "$s" || printf ' %s' "$s"
-          done)
-  fail "exported symbols differ; missing:${missing:- none}; extra:${extra:- none}"
-fi
+defined=$(dynamic_symbols "$lib" --defined-only)
+need_symbols "$defined" "-D --defined-only $lib"
+compare_exports ""
 
-undefined=$(nm -D --undefined-only "$lib" | awk '{ print $NF }' \
-            | sed 's/@.*//' | LC_ALL=C sort -u)
-check_forbidden() {
-  bad=$(printf '%s\n' "$undefined" | grep -E "$1" | tr '\n' ' ')
-  if [ -n "$bad" ]; then
-    fail "imports $bad- $2"
-  fi
-}
-check_forbidden '^__(atomic|sync)_' 'out-of-line atomics (libatomic) may take locks'
-check_forbidden '^pthread_(mutex|spin|rwlock|cond|once|barrier|key_delete|getspecific)|^sem_|^mtx_|^cnd_|^call_once$|^tss_' \
-  'locks or thread-specific data are neither lock-free nor async-signal-safe'
+undefined=$(dynamic_symbols "$lib" --undefined-only)
+need_symbols "$undefined" "-D --undefined-only $lib"
+check_forbidden_common
 check_forbidden '^(__libc_)?(malloc|calloc|realloc|reallocarray|free|posix_memalign|aligned_alloc|memalign|valloc|pvalloc)$' \
   'the malloc family must be our own'
 check_forbidden '^(.*printf(_chk)?|puts|fputs|fputc|putc|putchar|fread|fflush|fopen|fopen64|fdopen|fclose|perror|setvbuf|stdin|stdout|stderr|_IO_.*)$' \
   'stdio is not async-signal-safe (only malloc_info may fwrite)'
-check_forbidden '^__tls_get_addr$' 'general-dynamic TLS: glibc may malloc in it'
 
 dyn=$(readelf -d "$lib")
 soname=$(printf '%s\n' "$dyn" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
