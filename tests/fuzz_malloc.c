@@ -313,8 +313,8 @@ static int fz_absurd(size_t n)
 }
 
 /* Checks on a fresh block of n bytes (not NULL); then fills it. */
-static void fz_accept(unsigned char *p, size_t n, uint64_t seed,
-                      const char *what)
+/* A new block's alignment, and no overlap with any live block. */
+static void fz_placed(unsigned char *p, size_t n, const char *what)
 {
   const struct fz_block *o;
 
@@ -325,6 +325,12 @@ static void fz_accept(unsigned char *p, size_t n, uint64_t seed,
   if (o != NULL)
     fz_fail("%s: AO_malloc(%zu) = %p overlaps the live block %p of %zu bytes",
             what, n, (void *)p, (void *)o->p, o->size);
+}
+
+static void fz_accept(unsigned char *p, size_t n, uint64_t seed,
+                      const char *what)
+{
+  fz_placed(p, n, what);
   fz_fill(p, n, seed);
 }
 
@@ -375,12 +381,31 @@ static void fz_alloc_slot(unsigned k, size_t n, const char *what)
   live_bytes += n;
 }
 
+/* b's block moved to p (n bytes), its first keep bytes carried over;
+ * the old block is gone (b->p NULL).  Checks what was carried over, then
+ * b holds p with a new pattern. */
+static void fz_moved(struct fz_block *b, unsigned char *p, size_t n,
+                     size_t keep, const char *what)
+{
+  uint64_t seed;
+
+  live_bytes -= b->size;
+  if (fz_mismatch(p, keep, b->seed) != keep)
+    fz_fail("%s: the first %zu bytes, moved to %p, changed", what, keep,
+            (void *)p);
+  seed = fz_new_seed();
+  fz_fill(p, n, seed);
+  b->p = p;
+  b->size = n;
+  b->seed = seed;
+  live_bytes += n;
+}
+
 static void fz_replace_slot(unsigned k, size_t n)
 {
   struct fz_block *b = &slots[k];
   unsigned char *p;
   size_t keep;
-  uint64_t seed;
 
   if (b->p == NULL) {
     fz_alloc_slot(k, n, "replace");
@@ -399,18 +424,8 @@ static void fz_replace_slot(unsigned k, size_t n)
       fz_null(n, "realloc");
       return;
     }
-    if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0 || fz_find_overlap(p, n, NULL, 0) != NULL)
-      fz_accept(p, n, 0, "realloc");   /* reports */
-    keep = n < b->size ? n : b->size;
-    live_bytes -= b->size;
-    if (fz_mismatch(p, keep, b->seed) != keep)
-      fz_fail("realloc: the first %zu bytes changed", keep);
-    seed = fz_new_seed();
-    fz_fill(p, n, seed);
-    b->p = p;
-    b->size = n;
-    b->seed = seed;
-    live_bytes += n;
+    fz_placed(p, n, "realloc");
+    fz_moved(b, p, n, n < b->size ? n : b->size, "realloc");
     return;
   }
 #endif
@@ -419,21 +434,12 @@ static void fz_replace_slot(unsigned k, size_t n)
     fz_null(n, "replace");
     return;
   }
-  if ((uintptr_t)p % FZ_ALIGN_FOR(n) != 0 || fz_find_overlap(p, n, NULL, 0) != NULL)
-    fz_accept(p, n, 0, "replace");   /* reports */
+  fz_placed(p, n, "replace");
   keep = n < b->size ? n : b->size;
   memcpy(p, b->p, keep);
   AO_free(b->p);
-  live_bytes -= b->size;
   b->p = NULL;
-  if (fz_mismatch(p, keep, b->seed) != keep)
-    fz_fail("replace: the copy of %zu bytes into %p changed", keep, (void *)p);
-  seed = fz_new_seed();
-  fz_fill(p, n, seed);
-  b->p = p;
-  b->size = n;
-  b->seed = seed;
-  live_bytes += n;
+  fz_moved(b, p, n, keep, "replace");
 }
 
 static void fz_check_all(const char *what)
