@@ -2,6 +2,7 @@
 /* Misuse of AO_free: the report every build makes, and the --enable-checks tests. */
 #include "internal.h"
 #include "size_class.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -11,42 +12,20 @@
  * are async-signal-safe, and a misuse found inside a handler must not
  * call stdio or malloc.
  */
-static size_t put_str(char *buf, size_t at, size_t cap, const char *s)
-{
-  while (*s != '\0' && at < cap)
-    buf[at++] = *s++;
-  return at;
-}
-
-static size_t put_hex(char *buf, size_t at, size_t cap, uintptr_t v)
-{
-  char digits[2 * sizeof(uintptr_t)];
-  int n = 0;
-
-  do {
-    digits[n++] = "0123456789abcdef"[v & 15];
-    v >>= 4;
-  } while (v != 0);
-  at = put_str(buf, at, cap, "0x");
-  while (n > 0 && at < cap)
-    buf[at++] = digits[--n];
-  return at;
-}
-
 AO_GPL_NORETURN void misuse_report(const char *fn, const void *p, const char *what)
 {
   char buf[256];
-  size_t n = 0, cap = sizeof(buf) - 1;
+  struct text t = { buf, sizeof(buf) - 1, 0 };   /* room for the '\n' */
   ssize_t w;
 
-  n = put_str(buf, n, cap, "atomic_ops_gpl: ");
-  n = put_str(buf, n, cap, fn);
-  n = put_str(buf, n, cap, "(");
-  n = put_hex(buf, n, cap, (uintptr_t)p);
-  n = put_str(buf, n, cap, "): ");
-  n = put_str(buf, n, cap, what);
-  buf[n++] = '\n';
-  w = write(2, buf, n);
+  text_put(&t, "atomic_ops_gpl: ");
+  text_put(&t, fn);
+  text_put(&t, "(0x");
+  text_put_uint(&t, (uintptr_t)p, 16);
+  text_put(&t, "): ");
+  text_put(&t, what);
+  buf[t.len++] = '\n';
+  w = write(2, buf, t.len);
   (void)w;                              /* nothing better to do: abort */
   abort();
 }

@@ -42,6 +42,7 @@
 #endif
 #include "internal.h"
 #include "atomic_ops_malloc.h"
+#include "text.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -230,37 +231,16 @@ REPLACE_API void malloc_stats(void)
   (void)AO_malloc_stats_print(2);
 }
 
-static size_t put_text(char *buf, size_t at, size_t cap, const char *s)
+static void put_field(struct text *t, const char *tag, const char *type,
+                      size_t v)
 {
-  while (*s != '\0' && at < cap)
-    buf[at++] = *s++;
-  return at;
-}
-
-static size_t put_size(char *buf, size_t at, size_t cap, size_t v)
-{
-  char digits[3 * sizeof(size_t)];
-  int n = 0;
-
-  do {
-    digits[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n > 0 && at < cap)
-    buf[at++] = digits[--n];
-  return at;
-}
-
-static size_t put_field(char *buf, size_t at, size_t cap, const char *tag,
-                        const char *type, size_t v)
-{
-  at = put_text(buf, at, cap, "<");
-  at = put_text(buf, at, cap, tag);
-  at = put_text(buf, at, cap, " type=\"");
-  at = put_text(buf, at, cap, type);
-  at = put_text(buf, at, cap, "\" size=\"");
-  at = put_size(buf, at, cap, v);
-  return put_text(buf, at, cap, "\"/>\n");
+  text_put(t, "<");
+  text_put(t, tag);
+  text_put(t, " type=\"");
+  text_put(t, type);
+  text_put(t, "\" size=\"");
+  text_put_uint(t, v, 10);
+  text_put(t, "\"/>\n");
 }
 
 /* glibc's XML shape, reduced to the figures this heap has.  The stream
@@ -269,22 +249,22 @@ REPLACE_API int malloc_info(int options, FILE *fp)
 {
   struct AO_malloc_stats st;
   char buf[512];
-  size_t n = 0, cap = sizeof(buf);
+  struct text t = { buf, sizeof(buf), 0 };
 
   if (options != 0) {
     errno = EINVAL;
     return -1;
   }
   AO_malloc_stats(&st);
-  n = put_text(buf, n, cap, "<malloc version=\"aomalloc-1\">\n");
-  n = put_field(buf, n, cap, "total", "in_use", st.in_use);
-  n = put_field(buf, n, cap, "total", "free",
-                st.thread_cached + st.span_free + st.free_pages);
-  n = put_field(buf, n, cap, "total", "mmap", st.large_cached);
-  n = put_field(buf, n, cap, "system", "current", st.mapped);
-  n = put_field(buf, n, cap, "aspace", "total", st.mapped);
-  n = put_text(buf, n, cap, "</malloc>\n");
-  return fwrite(buf, 1, n, fp) == n ? 0 : -1;
+  text_put(&t, "<malloc version=\"aomalloc-1\">\n");
+  put_field(&t, "total", "in_use", st.in_use);
+  put_field(&t, "total", "free",
+            st.thread_cached + st.span_free + st.free_pages);
+  put_field(&t, "total", "mmap", st.large_cached);
+  put_field(&t, "system", "current", st.mapped);
+  put_field(&t, "aspace", "total", st.mapped);
+  text_put(&t, "</malloc>\n");
+  return fwrite(buf, 1, t.len, fp) == t.len ? 0 : -1;
 }
 
 REPLACE_API void free_sized(void *p, size_t size)

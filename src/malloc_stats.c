@@ -2,6 +2,7 @@
 /* Public API shim, continued: AO_malloc_stats (sums each layer's figures) and AO_malloc_stats_print. */
 #include "internal.h"
 #include "atomic_ops_malloc.h"
+#include "text.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -49,40 +50,17 @@ void AO_malloc_stats(struct AO_malloc_stats *st)
 
 /* ---- text output: write(2) only, our own number formatting ---- */
 
-struct text {
-  char buf[1536];
-  size_t len;
-};
-
-static void put(struct text *t, const char *s)
-{
-  while (*s != '\0' && t->len < sizeof(t->buf))
-    t->buf[t->len++] = *s++;
-}
-
-static void put_uint(struct text *t, unsigned long long v)
-{
-  char digits[24];
-  size_t n = sizeof(digits);
-
-  digits[--n] = '\0';
-  do
-    digits[--n] = (char)('0' + v % 10);
-  while ((v /= 10) != 0);
-  put(t, digits + n);
-}
-
 /* Labels are padded to one column, so the figures line up. */
 static void put_label(struct text *t, const char *label)
 {
   size_t n = 0;
 
-  put(t, "  ");
-  put(t, label);
+  text_put(t, "  ");
+  text_put(t, label);
   while (label[n] != '\0')
     n++;
   for (; n < 16; n++)
-    put(t, " ");
+    text_put(t, " ");
 }
 
 /* "12.3 MiB (12894208 B)", or "512 B" below 1 KiB; tenths truncated. */
@@ -98,25 +76,25 @@ static void put_bytes(struct text *t, const char *label, size_t v)
          && 10 * (u + 1) < 8 * sizeof(size_t) && (v >> (10 * (u + 1))) != 0)
     u++;
   if (u == 0) {
-    put_uint(t, v);
-    put(t, " B\n");
+    text_put_uint(t, v, 10);
+    text_put(t, " B\n");
     return;
   }
-  put_uint(t, v >> (10 * u));
-  put(t, ".");
-  put_uint(t, ((v >> (10 * (u - 1))) & 1023) * 10 / 1024);
-  put(t, " ");
-  put(t, units[u]);
-  put(t, " (");
-  put_uint(t, v);
-  put(t, " B)\n");
+  text_put_uint(t, v >> (10 * u), 10);
+  text_put(t, ".");
+  text_put_uint(t, ((v >> (10 * (u - 1))) & 1023) * 10 / 1024, 10);
+  text_put(t, " ");
+  text_put(t, units[u]);
+  text_put(t, " (");
+  text_put_uint(t, v, 10);
+  text_put(t, " B)\n");
 }
 
 static void put_count(struct text *t, const char *label, unsigned long v)
 {
   put_label(t, label);
-  put_uint(t, v);
-  put(t, "\n");
+  text_put_uint(t, v, 10);
+  text_put(t, "\n");
 }
 
 /* errno is kept on success: a handler may print between a failing call
@@ -147,11 +125,11 @@ static int write_all(int fd, const char *p, size_t n)
 int AO_malloc_stats_print(int fd)
 {
   struct AO_malloc_stats st;
-  struct text t;
+  char buf[1536];
+  struct text t = { buf, sizeof(buf), 0 };
 
   AO_malloc_stats(&st);
-  t.len = 0;
-  put(&t, "atomic_ops_gpl heap:\n");
+  text_put(&t, "atomic_ops_gpl heap:\n");
   put_bytes(&t, "mapped", st.mapped);
   put_bytes(&t, "in use", st.in_use);
   put_bytes(&t, "thread cached", st.thread_cached);
