@@ -15,21 +15,9 @@
 
 #define MAXBLOCKS (1 << 17)
 
-struct blk {
-  unsigned char *p;
-  size_t size;
-  uint64_t tag;
-};
-
-static struct blk blocks[MAXBLOCKS];
+static struct tu_block blocks[MAXBLOCKS];
 static size_t nblocks;
 static uint64_t rng;
-
-static int cmp_blk(const void *a, const void *b)
-{
-  const struct blk *x = a, *y = b;
-  return x->p < y->p ? -1 : x->p > y->p;
-}
 
 static void take(size_t s, const char *phase)
 {
@@ -49,18 +37,7 @@ static void take(size_t s, const char *phase)
 
 static void verify_free_all(const char *phase)
 {
-  size_t i, bad;
-  for (i = 0; i < nblocks; i++) {
-    bad = tu_check(blocks[i].p, blocks[i].size, blocks[i].tag);
-    if (bad != (size_t)-1)
-      tu_fail("%s: block %p (size %zu) byte %zu overwritten", phase,
-              (void *)blocks[i].p, blocks[i].size, bad);
-  }
-  tu_sort(blocks, nblocks, sizeof(blocks[0]), cmp_blk);
-  for (i = 0; i + 1 < nblocks; i++)
-    if (blocks[i].p + (blocks[i].size ? blocks[i].size : 1) > blocks[i + 1].p)
-      tu_fail("%s: live blocks overlap: %p+%zu and %p", phase,
-              (void *)blocks[i].p, blocks[i].size, (void *)blocks[i + 1].p);
+  tu_blocks_disjoint(blocks, nblocks, phase);
   while (nblocks > 0) {
     size_t j = (size_t)tu_below(&rng, nblocks);
     AO_free(blocks[j].p);

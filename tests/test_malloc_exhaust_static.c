@@ -22,13 +22,7 @@
 #define CAP_TOTAL (4 * TU_STATIC_HEAP + ((size_t)256 << 20))
 #define VM_SLACK_KB 64
 
-struct blk {
-  unsigned char *p;
-  size_t size;
-  uint64_t tag;
-};
-
-static struct blk blocks[MAXBLOCKS]; /* static: no allocation while measuring */
+static struct tu_block blocks[MAXBLOCKS]; /* static: no allocation while measuring */
 static size_t nblocks;
 static uint64_t rng;
 static long vm0;
@@ -44,28 +38,9 @@ static void check_vm(const char *phase)
             vm - vm0);
 }
 
-static int cmp_blk(const void *a, const void *b)
-{
-  const struct blk *x = a, *y = b;
-  return x->p < y->p ? -1 : x->p > y->p;
-}
-
 static void verify_all(const char *phase)
 {
-  size_t i, bad;
-  for (i = 0; i < nblocks; i++) {
-    bad = tu_check(blocks[i].p, blocks[i].size, blocks[i].tag);
-    if (bad != (size_t)-1)
-      tu_fail("%s: block %p (size %zu) byte %zu overwritten", phase,
-              (void *)blocks[i].p, blocks[i].size, bad);
-  }
-  tu_sort(blocks, nblocks, sizeof(blocks[0]), cmp_blk);
-  for (i = 0; i + 1 < nblocks; i++) {
-    size_t len = blocks[i].size ? blocks[i].size : 1;
-    if (blocks[i].p + len > blocks[i + 1].p)
-      tu_fail("%s: live blocks overlap: %p+%zu and %p", phase,
-              (void *)blocks[i].p, blocks[i].size, (void *)blocks[i + 1].p);
-  }
+  tu_blocks_disjoint(blocks, nblocks, phase);
 }
 
 static void free_all(void)

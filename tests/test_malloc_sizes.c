@@ -19,15 +19,9 @@
 #define BATCH_BYTES ((size_t)8 << 20)
 #define BATCH_COUNT 4096
 
-struct blk {
-  unsigned char *p;
-  size_t size;
-  uint64_t tag;
-};
-
 static size_t sizes[MAX_SIZES];
 static size_t nsizes;
-static struct blk batch[BATCH_COUNT];
+static struct tu_block batch[BATCH_COUNT];
 static uint64_t next_tag = 1;
 static uint64_t rng;
 static unsigned long total_blocks;
@@ -49,30 +43,11 @@ static void add_around(size_t s)
   add_size(s + 1);
 }
 
-static int cmp_blk(const void *a, const void *b)
-{
-  const struct blk *x = a, *y = b;
-  return x->p < y->p ? -1 : x->p > y->p;
-}
-
 static void verify_batch(size_t n, const char *phase)
 {
-  size_t i, bad;
-  for (i = 0; i < n; i++) {
-    bad = tu_check(batch[i].p, batch[i].size, batch[i].tag);
-    if (bad != (size_t)-1)
-      tu_fail("%s: block %p of size %zu: byte %zu overwritten after other "
-              "allocations (overlapping or reused live block)", phase,
-              (void *)batch[i].p, batch[i].size, bad);
-  }
-  tu_sort(batch, n, sizeof(batch[0]), cmp_blk);
-  for (i = 0; i + 1 < n; i++) {
-    size_t len = batch[i].size ? batch[i].size : 1;
-    if (batch[i].p + len > batch[i + 1].p)
-      tu_fail("%s: live blocks overlap: %p (size %zu) and %p (size %zu)",
-              phase, (void *)batch[i].p, batch[i].size,
-              (void *)batch[i + 1].p, batch[i + 1].size);
-  }
+  /* A block overwritten after other allocations: an overlapping or
+   * reused live block. */
+  tu_blocks_disjoint(batch, n, phase);
 }
 
 static void free_batch(size_t n)

@@ -59,13 +59,7 @@ int main(int argc, char **argv)
 #define MAXW 8
 #define WLIVE 48
 
-struct blk {
-  unsigned char *p;
-  size_t size;
-  uint64_t tag;
-};
-
-static struct blk blocks[MAXBLOCKS];
+static struct tu_block blocks[MAXBLOCKS];
 static size_t nblocks;
 static uint64_t rng;
 static uint64_t tag_next;
@@ -98,13 +92,7 @@ static void take(size_t s, const char *phase)
 
 static void verify_all(const char *phase)
 {
-  size_t i, bad;
-  for (i = 0; i < nblocks; i++) {
-    bad = tu_check(blocks[i].p, blocks[i].size, blocks[i].tag);
-    if (bad != (size_t)-1)
-      tu_fail("%s: block %p (size %zu) byte %zu changed while live", phase,
-              (void *)blocks[i].p, blocks[i].size, bad);
-  }
+  tu_blocks_intact(blocks, nblocks, phase);
 }
 
 static void free_random(size_t keep)

@@ -214,24 +214,12 @@ static void *thread_main(void *arg)
   return NULL;
 }
 
-struct fb {
-  unsigned char *p;
-  size_t size;
-  uint64_t tag;
-};
-
-static struct fb final_blocks[FINAL_MAX];
-
-static int cmp_fb(const void *a, const void *b)
-{
-  const struct fb *x = a, *y = b;
-  return x->p < y->p ? -1 : x->p > y->p;
-}
+static struct tu_block final_blocks[FINAL_MAX];
 
 static void final_round(void)
 {
   uint64_t rng = tu_seed() ^ 0xF1A1;
-  size_t total = 0, n = 0, i, bad;
+  size_t total = 0, n = 0, i;
   while (total < FINAL_BYTES && n < FINAL_MAX) {
     size_t s = tu_below(&rng, 64) == 0
                ? 100000 + tu_logsize(&rng, (size_t)4 << 20)
@@ -249,19 +237,7 @@ static void final_round(void)
     total += s;
     n++;
   }
-  for (i = 0; i < n; i++) {
-    bad = tu_check(final_blocks[i].p, final_blocks[i].size, final_blocks[i].tag);
-    if (bad != (size_t)-1)
-      tu_fail("final round: block %p (size %zu) byte %zu overwritten",
-              (void *)final_blocks[i].p, final_blocks[i].size, bad);
-  }
-  tu_sort(final_blocks, n, sizeof(final_blocks[0]), cmp_fb);
-  for (i = 0; i + 1 < n; i++)
-    if (final_blocks[i].p + (final_blocks[i].size ? final_blocks[i].size : 1)
-        > final_blocks[i + 1].p)
-      tu_fail("final round: live blocks overlap: %p+%zu and %p",
-              (void *)final_blocks[i].p, final_blocks[i].size,
-              (void *)final_blocks[i + 1].p);
+  tu_blocks_disjoint(final_blocks, n, "final round");
   for (i = 0; i < n; i++)
     AO_free(final_blocks[i].p);
   tu_info("final round: %zu blocks, %zu MiB, written, verified, disjoint", n,

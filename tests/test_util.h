@@ -561,6 +561,53 @@ static void tu_sort(void *base, size_t n, size_t size,
   }
 }
 
+/* ---- live blocks, each filled with its own tu_fill pattern --------------- */
+
+struct tu_block {
+  unsigned char *p;
+  size_t size;
+  uint64_t tag;
+};
+
+/* Every block of b[0..n) still holds its pattern. */
+__attribute__((unused))
+static void tu_blocks_intact(const struct tu_block *b, size_t n,
+                             const char *phase)
+{
+  size_t i, bad;
+
+  for (i = 0; i < n; i++) {
+    bad = tu_check(b[i].p, b[i].size, b[i].tag);
+    if (bad != (size_t)-1)
+      tu_fail("%s: block %p (size %zu) byte %zu overwritten", phase,
+              (void *)b[i].p, b[i].size, bad);
+  }
+}
+
+__attribute__((unused))
+static int tu_block_cmp(const void *x, const void *y)
+{
+  const struct tu_block *a = x, *b = y;
+
+  return a->p < b->p ? -1 : a->p > b->p;
+}
+
+/* Intact, and no two overlap (a 0-byte block takes 1 byte).  Sorts b by
+ * address. */
+__attribute__((unused))
+static void tu_blocks_disjoint(struct tu_block *b, size_t n, const char *phase)
+{
+  size_t i;
+
+  tu_blocks_intact(b, n, phase);
+  tu_sort(b, n, sizeof(*b), tu_block_cmp);
+  for (i = 0; i + 1 < n; i++)
+    if (b[i].p + (b[i].size ? b[i].size : 1) > b[i + 1].p)
+      tu_fail("%s: live blocks overlap: %p (size %zu) and %p (size %zu)",
+              phase, (void *)b[i].p, b[i].size, (void *)b[i + 1].p,
+              b[i + 1].size);
+}
+
 /* ---- /proc/self/status without malloc ------------------------------------ */
 
 /* A field of /proc/self/status ("VmRSS", "VmSize"...) in KiB, or -1 when
