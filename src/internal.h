@@ -116,6 +116,10 @@ void os_unmap(void *p, size_t size);
 void os_unmap_tail(void *p, size_t size);
 /* Grow the mapping p (old_size bytes) to new_size where it is, or 0. */
 int os_grow_in_place(void *p, size_t old_size, size_t new_size);
+/* A hint that p (size bytes, SEGMENT_SIZE-aligned) is best backed by huge
+ * pages; nothing for mappings under HUGE_ADVICE_MIN. */
+#define HUGE_ADVICE_MIN ((size_t)4 << 20)
+void os_advise_huge(void *p, size_t size);
 /* Move the SEGMENT_SIZE-aligned mapping p (old_size bytes) onto the start
  * of q, a fresh os_map_aligned(, SEGMENT_SIZE) mapping: 1, or 0 with p
  * untouched (mapped-units bits kept right either way). */
@@ -169,6 +173,7 @@ struct large_header {
   char *base;                    /* the header itself */
   size_t map_size;               /* bytes mapped, header included */
   size_t offset;                 /* of the user pointer, >= the header's */
+  size_t slack;                  /* bytes counted in large.c's slack_bytes */
 };
 #define LARGE_HEADER_SIZE 64     /* keeps the user pointer 16-aligned */
 

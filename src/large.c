@@ -105,6 +105,47 @@ static int fits_whole(size_t have, size_t want)
   return have >= want && have - want <= want / 4;
 }
 
+/*
+ * Slack: a cached mapping much larger than a request may still serve it
+ * whole, its extra pages left mapped (and resident if they were) instead
+ * of unmapped, so that a later, larger request of this block's next
+ * owner finds them already faulted in.  A program cycling blocks of 5-25
+ * MiB otherwise shrinks and regrows mappings at nearly every call and
+ * faults in gigabytes.  The extra is part of the block's usable size, so
+ * it is in use for the statistics.  Not in tracking builds (no resize
+ * there).
+ */
+static volatile AO_t slack_bytes;
+/* Slack budget: peak / SLACK_SHARE, and a block at most 5 times its
+ * request.  The cache's budget aside, a cycling program's large blocks
+ * then hold at most 1.5 times their recent peak, about what a page heap
+ * loses to fragmentation. */
+#define SLACK_SHARE 2
+
+static int slack_take(size_t extra, size_t want)
+{
+  AO_t s;
+
+  if (!CACHE_RESIZE || extra / 4 > want)
+    return 0;
+  do {
+    s = AO_load(&slack_bytes);
+    if (s + extra > (size_t)AO_load(&recent_peak) / SLACK_SHARE)
+      return 0;
+  } while (!AO_compare_and_swap_full(&slack_bytes, s, s + extra));
+  return 1;
+}
+
+/* By the block's owner, before its mapping is cached, unmapped or
+ * resized. */
+static void slack_give_back(struct large_header *h)
+{
+  if (h->slack != 0) {
+    AO_fetch_and_add(&slack_bytes, (AO_t)0 - (AO_t)h->slack);
+    h->slack = 0;
+  }
+}
+
 /* The cached mapping best for want bytes: the smallest that holds them,
  * else (resizable) the largest, which map_large grows; NULL if none. */
 static struct large_header *cache_take(size_t want)
@@ -240,6 +281,35 @@ static void entry_clear(struct large_header *h)
   AO_store_full(entry_of(h, 0), 0);
 }
 
+/* A fresh segment-aligned mapping for a large block, with its side-table
+ * leaf in place (AO_free finds the header by masking the pointer); NULL
+ * if either fails. */
+static struct large_header *map_fresh(size_t map_size)
+{
+  struct large_header *q = os_map_aligned(map_size, SEGMENT_SIZE);
+
+  if (q != NULL && entry_of(q, 1) == NULL) {   /* no leaf for its unit */
+    os_unmap(q, map_size);
+    return NULL;
+  }
+  if (q != NULL)
+    os_advise_huge(q, map_size);
+  return q;
+}
+
+/* Grown in place: the new part must be advised too when the mapping
+ * was below HUGE_ADVICE_MIN before. */
+static int grow_in_place(struct large_header *h, size_t map_size)
+{
+  if (!os_grow_in_place(h, h->map_size, map_size))
+    return 0;
+  if (h->map_size < HUGE_ADVICE_MIN)
+    os_advise_huge(h, map_size);
+  live_add(map_size - h->map_size, 0);
+  h->map_size = map_size;
+  return 1;
+}
+
 /*
  * A cached mapping h (no side-table entry, nobody else's) made to hold
  * exactly map_size bytes: the tail unmapped, or the mapping grown in
@@ -256,13 +326,10 @@ static struct large_header *cache_fit(struct large_header *h, size_t map_size)
     h->map_size = map_size;
     return h;
   }
-  if (os_grow_in_place(h, h->map_size, map_size)) {
-    live_add(map_size - h->map_size, 0);
-    h->map_size = map_size;
+  if (grow_in_place(h, map_size))
     return h;
-  }
-  q = os_map_aligned(map_size, SEGMENT_SIZE);
-  if (q != NULL && entry_of(q, 1) != NULL && os_move_onto(h, h->map_size, q)) {
+  q = map_fresh(map_size);
+  if (q != NULL && os_move_onto(h, h->map_size, q)) {
     live_add(map_size - q->map_size, 0);   /* the header moved */
     q->base = (char *)q;
     q->map_size = map_size;
@@ -297,23 +364,27 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
   map_size = (size + (size == 0) + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   h = cache_take(map_size);
   *zero = 0;
-  if (h != NULL && !fits_whole(h->map_size, map_size)) {
-    h = cache_fit(h, map_size);
-    if (h != NULL)
-      peak_note();
+  if (h != NULL) {
+    h->slack = 0;
+    if (fits_whole(h->map_size, map_size)) {
+      /* reused as it is */
+    } else if (h->map_size > map_size
+               && slack_take(h->map_size - map_size, map_size)) {
+      h->slack = h->map_size - map_size;
+    } else {
+      h = cache_fit(h, map_size);
+      if (h != NULL)
+        peak_note();
+    }
   }
   if (h == NULL) {
-    /* Segment alignment: AO_free finds the header by masking the pointer. */
-    h = os_map_aligned(map_size, SEGMENT_SIZE);
+    h = map_fresh(map_size);
     if (h == NULL)
       return NULL;
-    if (entry_of(h, 1) == NULL) {      /* no leaf for its unit */
-      os_unmap(h, map_size);
-      return NULL;
-    }
     h->kind = REGION_LARGE;
     h->base = (char *)h;
     h->map_size = map_size;
+    h->slack = 0;
     live_add(map_size, 1);
     track_fresh((char *)h + LARGE_HEADER_SIZE, map_size - LARGE_HEADER_SIZE);
     *zero = 1;
@@ -362,6 +433,8 @@ void *large_resize(struct large_header *h, size_t size)
 
   if (size > SIZE_MAX - offset - MAP_UNIT - SEGMENT_SIZE)
     return NULL;
+  /* Sized by its owner from now on: no longer slack. */
+  slack_give_back(h);
   map_size = (size + offset + MAP_UNIT - 1) & ~(MAP_UNIT - 1);
   if (map_size <= h->map_size) {
     if (map_size < h->map_size) {
@@ -373,19 +446,13 @@ void *large_resize(struct large_header *h, size_t size)
     }
     return (char *)h + offset;
   }
-  if (os_grow_in_place(h, h->map_size, map_size)) {
-    live_add(map_size - h->map_size, 0);
-    h->map_size = map_size;
+  if (grow_in_place(h, map_size)) {
     entry_set(h, map_size, offset);
     return (char *)h + offset;
   }
-  q = os_map_aligned(map_size, SEGMENT_SIZE);
+  q = map_fresh(map_size);
   if (q == NULL)
     return NULL;
-  if (entry_of(q, 1) == NULL) {
-    os_unmap(q, map_size);
-    return NULL;
-  }
   entry_clear(h);
   if (!os_move_onto(h, h->map_size, q)) {
     entry_set(h, h->map_size, offset);
@@ -441,6 +508,7 @@ void large_free_mapping(struct large_header *h)
   uint64_t now = os_now_ms();
 
   entry_clear(h);
+  slack_give_back(h);
   if (!cache_keep(h, now)) {
     live_add(-h->map_size, (AO_t)-1);
     track_release(h, h->map_size);

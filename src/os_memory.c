@@ -195,6 +195,28 @@ int os_move_onto(void *p, size_t old_size, void *q)
   return done;
 }
 
+/* Transparent huge pages for a large block's mapping: each 2 MiB of it
+ * is then one page fault instead of 512.  Under a hypervisor a 4 KiB
+ * fault costs microseconds, so a program cycling big blocks spends more
+ * in faults than in its own work (mimalloc-bench malloc-large: 3x the
+ * time).  Only a hint: where THP is off ("never") or unsupported, or
+ * the mapping too short, nothing changes. */
+void os_advise_huge(void *p, size_t size)
+{
+#ifdef MADV_HUGEPAGE
+  int saved_errno = errno;
+
+  if (size >= HUGE_ADVICE_MIN) {
+    madvise(p, size, MADV_HUGEPAGE);
+    count(&madvise_calls, 1);
+  }
+  errno = saved_errno;
+#else
+  (void)p;
+  (void)size;
+#endif
+}
+
 /* Plain zeroed pages for the allocator's own tables: no alignment, no
  * unit bit (nothing of a table is ever looked up by address). */
 void *os_map_table(size_t size)

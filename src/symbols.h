@@ -25,6 +25,7 @@
 #define os_unmap ao_gpl_os_unmap
 #define os_unmap_tail ao_gpl_os_unmap_tail
 #define os_grow_in_place ao_gpl_os_grow_in_place
+#define os_advise_huge ao_gpl_os_advise_huge
 #define os_move_onto ao_gpl_os_move_onto
 #define os_map_table ao_gpl_os_map_table
 #define os_unmap_table ao_gpl_os_unmap_table
