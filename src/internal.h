@@ -116,9 +116,11 @@ void os_unmap(void *p, size_t size);
 void os_unmap_tail(void *p, size_t size);
 /* Grow the mapping p (old_size bytes) to new_size where it is, or 0. */
 int os_grow_in_place(void *p, size_t old_size, size_t new_size);
-/* A hint that p (size bytes, SEGMENT_SIZE-aligned) is best backed by huge
- * pages; nothing for mappings under HUGE_ADVICE_MIN. */
-#define HUGE_ADVICE_MIN ((size_t)4 << 20)
+/* A hint that p (size bytes, SEGMENT_SIZE-aligned) past its first
+ * HUGE_PAGE_SIZE is best backed by huge pages; nothing for mappings under
+ * HUGE_ADVICE_MIN. */
+#define HUGE_PAGE_SIZE ((size_t)2 << 20)
+#define HUGE_ADVICE_MIN (2 * HUGE_PAGE_SIZE)
 void os_advise_huge(void *p, size_t size);
 /* Move the SEGMENT_SIZE-aligned mapping p (old_size bytes) onto the start
  * of q, a fresh os_map_aligned(, SEGMENT_SIZE) mapping: 1, or 0 with p

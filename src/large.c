@@ -116,12 +116,23 @@ static int fits_whole(size_t have, size_t want)
  * there).
  */
 static volatile AO_t slack_bytes;
-/* Slack budget: peak / SLACK_SHARE, and a block at most 5 times its
- * request.  The cache's budget aside, a cycling program's large blocks
- * then hold at most 1.5 times their recent peak, about what a page heap
- * loses to fragmentation. */
-#define SLACK_SHARE 2
 
+/*
+ * Huge pages (os_advise_huge) only for mappings of a program that cycles
+ * big blocks: one whose mappings are reused from the cache.  A block
+ * allocated once may be used sparsely (a fiber's stack, a reserved
+ * arena, a sparse calloc array), where each huge page would make 2 MiB
+ * resident for a few bytes touched.  cycling: a cached mapping was
+ * reused since the last decay step; a reused mapping is advised in any
+ * case.
+ */
+static volatile AO_t cycling;
+/* Bounds: a block holds at most 5 times its request, and all slack
+ * together at most the rest of the bytes in use in mappings (what the
+ * blocks were asked for, rounded): a cycling program's large blocks hold
+ * at most twice their requests, on top of the cache's budget.  Slack
+ * lasts as long as its block: neither decay nor AO_malloc_trim can take
+ * it back from a block in use. */
 static int slack_take(size_t extra, size_t want)
 {
   AO_t s;
@@ -130,7 +141,7 @@ static int slack_take(size_t extra, size_t want)
     return 0;
   do {
     s = AO_load(&slack_bytes);
-    if (s + extra > (size_t)AO_load(&recent_peak) / SLACK_SHARE)
+    if (2 * (s + extra) > large_use())
       return 0;
   } while (!AO_compare_and_swap_full(&slack_bytes, s, s + extra));
   return 1;
@@ -292,19 +303,13 @@ static struct large_header *map_fresh(size_t map_size)
     os_unmap(q, map_size);
     return NULL;
   }
-  if (q != NULL)
-    os_advise_huge(q, map_size);
   return q;
 }
 
-/* Grown in place: the new part must be advised too when the mapping
- * was below HUGE_ADVICE_MIN before. */
 static int grow_in_place(struct large_header *h, size_t map_size)
 {
   if (!os_grow_in_place(h, h->map_size, map_size))
     return 0;
-  if (h->map_size < HUGE_ADVICE_MIN)
-    os_advise_huge(h, map_size);
   live_add(map_size - h->map_size, 0);
   h->map_size = map_size;
   return 1;
@@ -376,11 +381,17 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
       if (h != NULL)
         peak_note();
     }
+    if (h != NULL) {
+      AO_store(&cycling, 1);
+      os_advise_huge(h, h->map_size);
+    }
   }
   if (h == NULL) {
     h = map_fresh(map_size);
     if (h == NULL)
       return NULL;
+    if (AO_load(&cycling))
+      os_advise_huge(h, map_size);
     h->kind = REGION_LARGE;
     h->base = (char *)h;
     h->map_size = map_size;
@@ -446,7 +457,9 @@ void *large_resize(struct large_header *h, size_t size)
     }
     return (char *)h + offset;
   }
+  /* A block grown by realloc is being filled: huge pages, as on reuse. */
   if (grow_in_place(h, map_size)) {
+    os_advise_huge(h, map_size);
     entry_set(h, map_size, offset);
     return (char *)h + offset;
   }
@@ -462,6 +475,7 @@ void *large_resize(struct large_header *h, size_t size)
   live_add(map_size - q->map_size, 0);   /* the header moved with the pages */
   q->base = (char *)q;
   q->map_size = map_size;
+  os_advise_huge(q, map_size);
   entry_set(q, map_size, offset);
   return (char *)q + offset;
 #endif
@@ -537,6 +551,7 @@ void large_decay(uint64_t now_ms)
   AO_t use = large_use();
   AO_t peak = AO_load(&recent_peak);
 
+  AO_store(&cycling, 0);
   /* The peak falls by a quarter per step, never below the use. */
   if (peak > use)
     AO_compare_and_swap(&recent_peak, peak,
