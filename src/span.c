@@ -243,17 +243,23 @@ unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
       if (k > fresh)
         k = fresh;
       left = fresh - k;
+      /* The frontier moves before the CAS and back if it fails: a CAS
+       * that takes the last free block drops the token, and the next
+       * holder (a freer relists d at once) must find carved up to date. */
+      d->carved = (unsigned short)(d->capacity - left);
       if (!anchor_cas(d, v1, tag, ANCHOR(ANCHOR_NONE, left)
-                                      | (left > 0 ? ANCHOR_LISTED : 0)))
+                                      | (left > 0 ? ANCHOR_LISTED : 0))) {
+        d->carved = (unsigned short)(d->capacity - fresh);
         continue;
+      }
       if (k > 0) {
-        char *b = d->run.page_base + (size_t)d->carved * d->block_size;
+        char *b = d->run.page_base
+                  + (size_t)(d->capacity - fresh) * d->block_size;
 
+        first = b;
         for (i = 1; i < k; i++, b += d->block_size)
           set_block_link(b, b + d->block_size);
-        set_block_link(b, first);
-        first = d->run.page_base + (size_t)d->carved * d->block_size;
-        d->carved = (unsigned short)(d->carved + k);
+        set_block_link(b, block_at(d, AVAIL(v1)));
       }
       *chain = first;
       *result = left > 0 ? TAKE_OK_MORE : TAKE_OK;
