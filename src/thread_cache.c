@@ -279,7 +279,8 @@ static unsigned class_batch(unsigned size_class)
 }
 
 /*
- * Adaptive bin limits.  A bin grows to twice its batch (its base; bin_start).  A bin that
+ * Adaptive bin limits.  A bin starts slow (bin_start) and soon reaches
+ * twice its batch, its base.  A bin that
  * overflows after it was refilled since its last flush serves a thread
  * that both allocates and frees the class in bulk: its limit grows by a
  * batch instead of flushing, up to a cap per bin, so that an
