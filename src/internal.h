@@ -289,7 +289,9 @@ enum span_kind { SPAN_SMALL = 1, SPAN_RUN = 2 };
  *         bits 16-29 count (free blocks), bits 30-31 the flags below;
  *   val2: tag, incremented by every successful CAS.
  * Invariants:
- *   - count == number of blocks on the avail chain;
+ *   - count == blocks on the avail chain + (capacity - carved): blocks
+ *     past the carved frontier are free but untouched (lazy carving: a
+ *     span's pages are written only as its blocks are handed out);
  *   - LISTED is set iff exactly one party holds the span's list token: the
  *     span is on its class list, or was popped by an allocator that will
  *     either push it back or clear LISTED.  Only the holder pushes it;
@@ -306,6 +308,10 @@ struct span {
   unsigned char size_class;      /* SPAN_SMALL only */
   unsigned char shard;           /* the central list shard it returns to */
   unsigned short capacity;       /* blocks in the span */
+  /* SPAN_SMALL: blocks [carved, capacity) were never handed out nor
+   * linked; they are free, counted in the anchor, and only the list-token
+   * holder takes them (and alone writes carved). */
+  unsigned short carved;
   unsigned block_size;           /* bytes per block (SPAN_SMALL) */
   uint32_t inv_size;             /* ceil(2^32 / block_size): index by mul */
   struct page_run run;           /* pages owned; blocks start at page_base */
@@ -322,9 +328,10 @@ enum take_result { TAKE_OK, TAKE_OK_MORE, TAKE_FULL, TAKE_RETIRED };
 /* A new span of the class with block 0 taken for the caller.  With grow
  * == 0 only memory at hand is used (no new segment is mapped). */
 struct span *span_new_small(unsigned size_class, int grow, void **first_block);
-/* Token holder: take all free blocks if there are at most max, else want
- * (1 <= want <= max); returned as a NULL-terminated chain linked through
- * their first word; 0 when full or retired. */
+/* Token holder: take the whole free chain if it holds at most max blocks
+ * (and uncarved ones up to want in all), else want (1 <= want <= max);
+ * returned as a NULL-terminated chain linked through their first word;
+ * 0 when full or retired. */
 unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
                          void **chain, enum take_result *result);
 /* Returns 1 when the caller now holds the list token and must list d. */

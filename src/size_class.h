@@ -57,11 +57,12 @@ static inline unsigned class_min_pages(unsigned c)
 /* Pages per span: room for at least 8 blocks, at most 128 KiB (so a span
  * of a big class does not hog a 2 MiB static heap), and at least 16 KiB,
  * growing to 32 and 64 KiB once memory can grow by mmap and the class has
- * had a few spans (made: spans of the class carved so far).  Carving
- * writes every block's link, so a short-lived process that touches many
- * classes once (a compiler, a shell) would otherwise fault in 64 KiB per
- * class for a few blocks; a class in heavy use soon gets the bigger spans
- * (fewer descriptors and carvings).  With the static heap alone, also at
+ * had a few spans (made: spans of the class carved so far).  Carving is
+ * lazy (span.c: blocks are written as they are taken), so an unused tail
+ * costs address space and static-heap pages, not resident memory; small
+ * first spans keep a short-lived process that touches many classes once
+ * (a compiler, a shell) from reserving 64 KiB per class for a few blocks,
+ * and a class in heavy use soon gets the bigger spans (fewer descriptors).  With the static heap alone, also at
  * most a sixteenth of it (but one block): a 64 KiB heap would otherwise
  * be gone in two or three spans, or could not hold the first span of a
  * mid-size class beside the thread cache's own.  span_new_small falls

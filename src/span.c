@@ -163,7 +163,7 @@ static volatile AO_t spans_made[NUM_SIZE_CLASSES];
 struct span *span_new_small(unsigned size_class, int grow, void **first_block)
 {
   unsigned size = (unsigned)class_size(size_class);
-  unsigned cap, i, pages = class_span_pages(size_class, os_mmap_enabled(),
+  unsigned cap, pages = class_span_pages(size_class, os_mmap_enabled(),
                           (unsigned long)AO_fetch_and_add1(&spans_made[size_class]));
   struct span *d = span_claim(pages, PAGE_SIZE, grow);
   char *blocks;
@@ -188,24 +188,28 @@ struct span *span_new_small(unsigned size_class, int grow, void **first_block)
   d->block_size = size;
   d->inv_size = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
   track_fresh(blocks, (size_t)d->run.npages << PAGE_SHIFT);
-  /* Block 0 goes to the caller; 1..cap-1 form the free chain. */
-  for (i = 1; i < cap; i++)
-    set_block_link(blocks + (size_t)i * size,
-                   i + 1 < cap ? blocks + (size_t)(i + 1) * size : NULL);
+  /* Block 0 goes to the caller; 1..cap-1 stay uncarved: no block is
+   * written before it is taken (span_take_batch), so the pages of blocks
+   * never used are never touched, and a block is first written just
+   * before its user writes it, not a whole span earlier. */
+  d->carved = 1;
   chunk_set_owner(&d->run, d);
   /* With blocks left, the caller holds the list token and must list d. */
-  anchor_reset(d, cap > 1 ? ANCHOR(1, cap - 1) | ANCHOR_LISTED
+  anchor_reset(d, cap > 1 ? ANCHOR(ANCHOR_NONE, cap - 1) | ANCHOR_LISTED
                           : ANCHOR(ANCHOR_NONE, 0));
   *first_block = blocks;
   return d;
 }
 
 /*
- * Take every free block when there are at most max, without reading a
- * single block: the chain is handed over as it is, already NULL-ended.
+ * Take the whole chain when it holds at most max blocks, without reading
+ * a single block: it is handed over as it is, already NULL-ended; when it
+ * holds fewer than want, uncarved blocks make up the difference.
  * Otherwise walk to the want-th block and cut the chain there.  Reading
  * no block matters when another thread just freed them: each block read
- * here would be a cache miss in a dependent chain.
+ * here would be a cache miss in a dependent chain.  Only the token holder
+ * calls this, so d->carved is ours to read and write; the blocks carved
+ * are ours once the CAS has taken them from the count.
  */
 unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
                          void **chain, enum take_result *result)
@@ -214,7 +218,7 @@ unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
   for (;;) {
     AO_t tag = AO_load_acquire(&d->anchor.AO_val2);
     AO_t v1 = AO_load_acquire(&d->anchor.AO_val1);
-    unsigned count = COUNT(v1), k, i;
+    unsigned count = COUNT(v1), fresh, linked, k, i, left;
     void *first, *last, *rest;
 
     if (v1 & ANCHOR_RETIRED) {
@@ -229,13 +233,37 @@ unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
       }
       continue;
     }
+    fresh = (unsigned)d->capacity - d->carved;
+    AO_GPL_ASSERT(count >= fresh);    /* nobody else takes fresh blocks */
+    linked = count - fresh;
     first = block_at(d, AVAIL(v1));
-    if (count <= max) {
-      if (!anchor_cas(d, v1, tag, ANCHOR(ANCHOR_NONE, 0)))
+    if (linked <= max) {
+      /* The chain, then uncarved blocks up to want in all. */
+      k = linked < want ? want - linked : 0;
+      if (k > fresh)
+        k = fresh;
+      left = fresh - k;
+      /* The frontier moves before the CAS and back if it fails: a CAS
+       * that takes the last free block drops the token, and the next
+       * holder (a freer relists d at once) must find carved up to date. */
+      d->carved = (unsigned short)(d->capacity - left);
+      if (!anchor_cas(d, v1, tag, ANCHOR(ANCHOR_NONE, left)
+                                      | (left > 0 ? ANCHOR_LISTED : 0))) {
+        d->carved = (unsigned short)(d->capacity - fresh);
         continue;
+      }
+      if (k > 0) {
+        char *b = d->run.page_base
+                  + (size_t)(d->capacity - fresh) * d->block_size;
+
+        first = b;
+        for (i = 1; i < k; i++, b += d->block_size)
+          set_block_link(b, b + d->block_size);
+        set_block_link(b, block_at(d, AVAIL(v1)));
+      }
       *chain = first;
-      *result = TAKE_OK;
-      return count;
+      *result = left > 0 ? TAKE_OK_MORE : TAKE_OK;
+      return linked + k;
     }
     /* The links may be stale (the CAS decides), so every one is checked
      * before it is followed. */
@@ -245,7 +273,7 @@ unsigned span_take_batch(struct span *d, unsigned want, unsigned max,
       last = block_link(last);
     if (!block_in_span(d, last))
       continue;                       /* stale chain: the anchor moved */
-    rest = block_link(last);          /* count > k: not the end */
+    rest = block_link(last);          /* linked > k: not the end */
     if (!block_in_span(d, rest))
       continue;
     if (!anchor_cas(d, v1, tag,

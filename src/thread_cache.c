@@ -279,7 +279,8 @@ static unsigned class_batch(unsigned size_class)
 }
 
 /*
- * Adaptive bin limits.  A bin starts at twice its batch.  A bin that
+ * Adaptive bin limits.  A bin starts slow (bin_start) and soon reaches
+ * twice its batch, its base.  A bin that
  * overflows after it was refilled since its last flush serves a thread
  * that both allocates and frees the class in bulk: its limit grows by a
  * batch instead of flushing, up to a cap per bin, so that an
@@ -290,7 +291,7 @@ static unsigned class_batch(unsigned size_class)
  * (round robin), their excess flushed.  Only where memory can grow: with the
  * static heap alone, blocks held in a cache are out of reach of every
  * other thread and handler.  cache_flush_all (trim, thread exit, drains,
- * memory exhaustion) puts every limit back to its base.
+ * memory exhaustion) puts every limit back to its start.
  */
 #define GROW_BUDGET ((size_t)1 << 20)
 #define BIN_CAP_BYTES ((size_t)128 << 10)
@@ -300,6 +301,28 @@ static unsigned class_batch(unsigned size_class)
 static unsigned bin_base(unsigned c)
 {
   return 2 * class_batch(c);
+}
+
+/* Slow start: a bin begins at an eighth of its base (at least 2 blocks)
+ * and doubles at each overflow until it reaches the base, with no
+ * condition and no budget.  A class a thread uses for a few blocks then
+ * holds a few blocks, not a base's worth (a small program touches a
+ * dozen classes or more), while a class in real use reaches its base
+ * after three overflows. */
+static unsigned bin_start(unsigned c)
+{
+  unsigned n = bin_base(c) / 8;
+
+  return n < 2 ? 2 : n;
+}
+
+/* Blocks per refill: a batch, or half the bin while it starts slow (the
+ * chain taken then fits below the limit, as a batch does at the base). */
+static unsigned bin_refill(const struct cache_bin *b, unsigned c)
+{
+  unsigned n = class_batch(c);
+
+  return b->limit / 2 < n ? b->limit / 2 : n;
 }
 
 static unsigned bin_cap(unsigned c)
@@ -429,7 +452,7 @@ static struct thread_cache *registry_add(long tid)
   for (c = 0; c < NUM_SIZE_CLASSES; c++) {
     tc->bins[c].head = NULL;
     tc->bins[c].count = 0;
-    tc->bins[c].limit = bin_base(c);
+    tc->bins[c].limit = bin_start(c);
   }
   tc->owner.AO_val1 = OWNER(tid, CACHE_OWNED);
   tc->owner.AO_val2 = 0;
@@ -504,7 +527,7 @@ void *cache_alloc_slow(unsigned size_class)
     b->count--;
   } else {
     /* The bin is empty: it may take up to its limit. */
-    n = central_alloc_batch(size_class, tc->shard, class_batch(size_class),
+    n = central_alloc_batch(size_class, tc->shard, bin_refill(b, size_class),
                             b->limit, &chain);
     if (n == 0) {
       /* Exhausted: what this cache holds may be all that is left. */
@@ -544,6 +567,10 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b)
 {
   unsigned c = (unsigned)(b - tc->bins);
 
+  if (b->limit < bin_base(c)) {
+    b->limit = 2 * b->limit < bin_base(c) ? 2 * b->limit : bin_base(c);
+    return;                        /* slow start: count <= the new limit */
+  }
   if (bin_grow(tc, c))
     return;
   tc->refilled[c / WORD_BITS] &= ~((AO_t)1 << (c % WORD_BITS));
@@ -632,7 +659,7 @@ static void cache_flush_all(struct thread_cache *tc)
 
     b->head = NULL;
     b->count = 0;
-    b->limit = bin_base(c);
+    b->limit = bin_start(c);
     central_free_chain(chain);
   }
   tc->grown_bytes = 0;
