@@ -56,12 +56,11 @@ void decay_tick_at(uint64_t now_ms)
   chunk_decay();
 }
 
-/* tc is the caller's own cache (the countdown ran out in cache_free, with
- * busy clear); its countdown restarts inside a cache operation of its
- * own (cache_decay_self). */
-void decay_tick_cache(struct thread_cache *tc)
+/* The countdown of the caller's own cache ran out in cache_free (busy
+ * clear again); it restarts inside a cache operation of its own
+ * (cache_decay_self). */
+void decay_tick_cache(void)
 {
-  (void)tc;
   cache_decay_self(DECAY_FAST_OPS);
   decay_tick();
 }

@@ -404,9 +404,8 @@ void large_decay(uint64_t now_ms);
 void decay_tick(void);
 /* The same, for a caller that has just read the clock. */
 void decay_tick_at(uint64_t now_ms);
-struct thread_cache;
 /* The fast path's countdown ran out: rearm it, then decay_tick(). */
-void decay_tick_cache(struct thread_cache *tc);
+void decay_tick_cache(void);
 
 /* ---- atomic_ops_malloc.c ---- */
 /* AO_malloc's path for sizes above SMALL_MAX, and for alignments above

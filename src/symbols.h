@@ -87,6 +87,14 @@
 #define decay_tick_at ao_gpl_decay_tick_at
 #define decay_tick_cache ao_gpl_decay_tick_cache
 
+/* cache_bin.c */
+#define bin_base ao_gpl_bin_base
+#define bin_start ao_gpl_bin_start
+#define bin_refill ao_gpl_bin_refill
+#define bin_flush_to ao_gpl_bin_flush_to
+#define bin_grow ao_gpl_bin_grow
+#define cache_decay_self ao_gpl_cache_decay_self
+
 /* thread_cache.c */
 #define cache_alloc_slow ao_gpl_cache_alloc_slow
 #define cache_free_slow ao_gpl_cache_free_slow
@@ -94,7 +102,6 @@
 #define cache_free_run ao_gpl_cache_free_run
 #define cache_flush_bin ao_gpl_cache_flush_bin
 #define cache_flush_self ao_gpl_cache_flush_self
-#define cache_decay_self ao_gpl_cache_decay_self
 #define cache_reclaim_dead ao_gpl_cache_reclaim_dead
 #define cache_stats ao_gpl_cache_stats
 

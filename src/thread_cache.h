@@ -67,6 +67,19 @@ void cache_flush_bin(struct thread_cache *tc, struct cache_bin *b);
 /* A cached page run of size bytes starting at a multiple of align. */
 void *cache_alloc_run(size_t size, size_t align);
 int cache_free_run(struct span *d);
+/* cache_bin.c: the bins' limits.  All but bin_base with tc->busy set,
+ * on the calling thread's own cache. */
+#define WORD_BITS (8 * sizeof(AO_t))  /* of the refilled[] bitmap */
+/* A bin's normal limit, and the limit it starts with (slow start). */
+unsigned bin_base(unsigned c);
+unsigned bin_start(unsigned c);
+/* Blocks a refill of bin b (class c) takes. */
+unsigned bin_refill(const struct cache_bin *b, unsigned c);
+/* Give back all but the newest keep blocks of b. */
+void bin_flush_to(struct cache_bin *b, unsigned keep);
+/* On overflow of bin c: 1 if its limit grew (a thread that allocates and
+ * frees the class in bulk), 0 if the caller must flush. */
+int bin_grow(struct thread_cache *tc, unsigned c);
 /* The calling thread's decay tick (decay.c): restart its countdown at
  * countdown and shrink its grown bin limits a step. */
 void cache_decay_self(int countdown);
@@ -143,7 +156,7 @@ AO_GPL_INLINE int cache_free(unsigned size_class, void *p)
     tc->busy = 0;
     track_cache_release(tc);
     if (AO_GPL_UNLIKELY(tick))
-      decay_tick_cache(tc);
+      decay_tick_cache();
     return 1;
   }
   return 0;
