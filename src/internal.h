@@ -310,7 +310,8 @@ struct span {
   unsigned short capacity;       /* blocks in the span */
   /* SPAN_SMALL: blocks [carved, capacity) were never handed out nor
    * linked; they are free, counted in the anchor, and only the list-token
-   * holder takes them (and alone writes carved). */
+   * holder takes them (and alone writes carved; span_new_small, its
+   * first writer, acts before any token exists). */
   unsigned short carved;
   unsigned block_size;           /* bytes per block (SPAN_SMALL) */
   uint32_t inv_size;             /* ceil(2^32 / block_size): index by mul */

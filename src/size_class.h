@@ -62,8 +62,9 @@ static inline unsigned class_min_pages(unsigned c)
  * costs address space and static-heap pages, not resident memory; small
  * first spans keep a short-lived process that touches many classes once
  * (a compiler, a shell) from reserving 64 KiB per class for a few blocks,
- * and a class in heavy use soon gets the bigger spans (fewer descriptors).  With the static heap alone, also at
- * most a sixteenth of it (but one block): a 64 KiB heap would otherwise
+ * and a class in heavy use soon gets the bigger spans (fewer
+ * descriptors).  With the static heap alone, also at most a sixteenth of
+ * it (but one block): a 64 KiB heap would otherwise
  * be gone in two or three spans, or could not hold the first span of a
  * mid-size class beside the thread cache's own.  span_new_small falls
  * back to fewer pages when these are not to be had. */
