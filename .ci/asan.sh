@@ -75,6 +75,11 @@ else
   warn=0
 fi
 
+# .ci/run shortens the stress phases (AO_CI_TEST_SECONDS, AO_CI_TEST_SCALE):
+# its plain make check has just run them at full strength.  Alone, this
+# script runs them at the tests' defaults.
+[ -z "${AO_CI_TEST_SECONDS:-}" ] || export AO_TEST_SECONDS=$AO_CI_TEST_SECONDS
+[ -z "${AO_CI_TEST_SCALE:-}" ] || export AO_TEST_SCALE=$AO_CI_TEST_SCALE
 rc=0
 make -j2 check >check.log 2>&1 || rc=$?
 passed=$(ci_sum PASS check.log)

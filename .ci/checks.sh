@@ -17,6 +17,11 @@ ci_source_top "$build" || { echo "0 passed, 1 failed"; exit 1; }
 top=$CI_TOP
 cd "$build" || exit 1
 log=check.log
+# .ci/run shortens the stress phases (AO_CI_TEST_SECONDS, AO_CI_TEST_SCALE):
+# its plain make check has just run them at full strength.  Alone, this
+# script runs them at the tests' defaults.
+[ -z "${AO_CI_TEST_SECONDS:-}" ] || export AO_TEST_SECONDS=$AO_CI_TEST_SECONDS
+[ -z "${AO_CI_TEST_SCALE:-}" ] || export AO_TEST_SCALE=$AO_CI_TEST_SCALE
 if "$top/configure" --enable-checks >configure.log 2>&1 && make -j2 >make.log 2>&1; then
   make -j2 check >"$log" 2>&1
   rc=$?
