@@ -117,16 +117,6 @@ static int fits_whole(size_t have, size_t want)
  */
 static volatile AO_t slack_bytes;
 
-/*
- * Huge pages (os_advise_huge) only for mappings of a program that cycles
- * big blocks: one whose mappings are reused from the cache.  A block
- * allocated once may be used sparsely (a fiber's stack, a reserved
- * arena, a sparse calloc array), where each huge page would make 2 MiB
- * resident for a few bytes touched.  cycling: a cached mapping was
- * reused since the last decay step; a reused mapping is advised in any
- * case.
- */
-static volatile AO_t cycling;
 /* Bounds: a block holds at most 5 times its request, and all slack
  * together at most the rest of the bytes in use in mappings (what the
  * blocks were asked for, rounded): a cycling program's large blocks hold
@@ -156,6 +146,17 @@ static void slack_give_back(struct large_header *h)
     h->slack = 0;
   }
 }
+
+/*
+ * Huge pages (os_advise_huge) only for mappings of a program that cycles
+ * big blocks: one whose mappings are reused from the cache.  A block
+ * allocated once may be used sparsely (a fiber's stack, a reserved
+ * arena, a sparse calloc array), where each huge page would make 2 MiB
+ * resident for a few bytes touched.  cycling: a cached mapping was
+ * reused since the last decay step; a reused mapping is advised in any
+ * case.
+ */
+static volatile AO_t cycling;
 
 /* The cached mapping best for want bytes: the smallest that holds them,
  * else (resizable) the largest, which map_large grows; NULL if none. */
@@ -372,12 +373,12 @@ static void *map_large(size_t size, size_t align, unsigned *zero)
   if (h != NULL) {
     h->slack = 0;
     if (fits_whole(h->map_size, map_size)) {
-      /* reused as it is */
+      /* used as it is */
     } else if (h->map_size > map_size
                && slack_take(h->map_size - map_size, map_size)) {
-      h->slack = h->map_size - map_size;
+      h->slack = h->map_size - map_size;   /* used whole */
     } else {
-      h = cache_fit(h, map_size);
+      h = cache_fit(h, map_size);          /* shrunk or grown */
       if (h != NULL)
         peak_note();
     }
