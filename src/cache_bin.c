@@ -87,6 +87,20 @@ void bin_flush_to(struct cache_bin *b, unsigned keep)
   central_free_chain(rest);
 }
 
+/* Called with tc->busy set: a grown bin c shrinks by a batch, the blocks
+ * above its new limit flushed; never below its base. */
+static void bin_shrink(struct thread_cache *tc, unsigned c)
+{
+  struct cache_bin *b = &tc->bins[c];
+  unsigned step = class_batch(c);
+
+  if (b->limit < bin_base(c) + step)
+    return;
+  tc->grown_bytes -= (size_t)step * class_size(c);
+  b->limit -= step;
+  bin_flush_to(b, b->limit);
+}
+
 /* Shrink grown bins other than c's by a batch each, round robin, until
  * `bytes` more fit in the budget; 1 if they do.  A batch at a time, and
  * only the blocks above the new limit flushed: a pattern that keeps more
@@ -98,14 +112,8 @@ static int bin_steal(struct thread_cache *tc, unsigned c, size_t bytes)
 
   for (n = 0; n < NUM_SIZE_CLASSES && tc->grown_bytes + bytes > GROW_BUDGET;
        n++, v = (v + 1) % NUM_SIZE_CLASSES) {
-    struct cache_bin *b = &tc->bins[v];
-    unsigned step = class_batch(v);
-
-    if (v == c || b->limit < bin_base(v) + step)
-      continue;
-    tc->grown_bytes -= (size_t)step * class_size(v);
-    b->limit -= step;
-    bin_flush_to(b, b->limit);
+    if (v != c)
+      bin_shrink(tc, v);
   }
   tc->victim = v;
   return tc->grown_bytes + bytes <= GROW_BUDGET;
@@ -145,16 +153,8 @@ void cache_decay_self(int countdown)
   tc->busy = 1;
   AO_compiler_barrier();
   tc->decay_countdown = countdown;
-  for (c = 0; c < NUM_SIZE_CLASSES && tc->grown_bytes > 0; c++) {
-    struct cache_bin *b = &tc->bins[c];
-    unsigned step = class_batch(c);
-
-    if (b->limit < bin_base(c) + step)
-      continue;
-    tc->grown_bytes -= (size_t)step * class_size(c);
-    b->limit -= step;
-    bin_flush_to(b, b->limit);
-  }
+  for (c = 0; c < NUM_SIZE_CLASSES && tc->grown_bytes > 0; c++)
+    bin_shrink(tc, c);
   AO_compiler_barrier();
   tc->busy = 0;
   track_cache_release(tc);
